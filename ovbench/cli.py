@@ -1,0 +1,64 @@
+"""The ``ovbench`` command line: a thin front, no logic.
+
+Each subcommand lives in its own module exposing ``add_arguments(parser)`` and
+``run(args) -> int``; it is imported only when chosen, so ``ovbench --help``
+stays fast. A subcommand whose module is ``None`` is not implemented yet and
+says so (with the issue that tracks it) instead of pretending.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from typing import Dict, List, Optional, Tuple
+
+#: name -> (module or None, help, tracking issue when not implemented)
+COMMANDS: Dict[str, Tuple[Optional[str], str, str]] = {
+    "train": ("ovbench.train", "train a model from an mmengine config (mirrors mmseg tools/train.py)", ""),
+    "env": ("ovbench.env", "print versions of the stack, the device and whether compiled mmcv ops exist", ""),
+    "test": (None, "evaluate a checkpoint on one or more evaluation sets", "issue 5"),
+    "run": (None, "run an ablation study from a YAML file (optuna)", "issue 7"),
+    "worker": (None, "join a running study as an extra worker", "issue 7"),
+    "report": (None, "render a study's results as tables, plots and panels", "issue 7"),
+    "regress": (None, "CI regression against the committed baseline", "issue 7"),
+    "params": (None, "print trainable/free/total parameter counts for a config", "issue 4"),
+    "data": (None, "generate or check datasets (e.g. `ovbench data synth --out DIR`)", "issue 3"),
+    "pretrain-clip": (None, "pretrain the tiny CLIP of the embedded benchmark", "issue 3"),
+}
+
+
+def build_parser(chosen: Optional[str] = None) -> argparse.ArgumentParser:
+    """The full parser; only ``chosen``'s module is imported to add its real arguments."""
+    parser = argparse.ArgumentParser(
+        prog="ovbench",
+        description="Benchmarking and ablation harness for open-vocabulary semantic segmentation.",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+    for name, (module, help_text, issue) in COMMANDS.items():
+        label = help_text if module else f"{help_text} [not yet implemented: {issue}]"
+        p = sub.add_parser(name, help=label, description=label)
+        if module is None:
+            p.add_argument("rest", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
+            continue
+        # Only the chosen command's module is imported to add its arguments.
+        if name == chosen:
+            importlib.import_module(module).add_arguments(p)
+        else:
+            p.add_argument("rest", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
+    return parser
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    chosen = argv[0] if argv and argv[0] in COMMANDS else None
+    args = build_parser(chosen).parse_args(argv)
+    module, _, issue = COMMANDS[args.command]
+    if module is None:
+        print(f"ovbench {args.command}: not yet implemented (tracked in {issue}).", file=sys.stderr)
+        return 2
+    return int(importlib.import_module(module).run(args) or 0)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

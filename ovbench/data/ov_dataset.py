@@ -1,0 +1,164 @@
+"""A semantic-segmentation dataset whose vocabulary is data, not code.
+
+Open-vocabulary benchmarks evaluate one model on datasets with different class
+lists, each split into classes the segmentation training set labels ("seen")
+and classes it never labels ("unseen"). MMSeg datasets hard-code their classes
+in ``METAINFO``; :class:`OVSegDataset` reads them, and the split, from a JSON
+vocabulary file so that a new benchmark needs a file, not a class.
+
+Vocabulary file (``*.json``)::
+
+    {"name": "synth-large",
+     "classes": ["red felt", "blue brick", ...],      # index = label id in the PNGs
+     "unseen": ["blue brick", ...],                   # optional; the rest is seen
+     "palette": [[r, g, b], ...]}                     # optional
+"""
+from __future__ import annotations
+
+import colorsys
+import json
+import os
+import os.path as osp
+from dataclasses import dataclass, field
+from typing import Any, Dict, List, Optional, Sequence, Union
+
+from mmseg.datasets import BaseSegDataset
+from mmseg.registry import DATASETS
+
+VOCABULARY_FORM = (
+    'a JSON object {"name": str, "classes": [str, ...], "unseen": [str, ...] (optional), '
+    '"palette": [[r, g, b], ...] (optional)}'
+)
+
+
+@dataclass(frozen=True)
+class Vocabulary:
+    """Class names of one dataset and which of them the training set never labels."""
+
+    name: str
+    classes: tuple
+    unseen: frozenset = field(default_factory=frozenset)
+    palette: Optional[tuple] = None
+
+    @property
+    def seen(self) -> frozenset:
+        return frozenset(self.classes) - self.unseen
+
+    def metainfo(self) -> Dict[str, Any]:
+        palette = self.palette or default_palette(len(self.classes))
+        return dict(
+            classes=tuple(self.classes),
+            palette=[list(c) for c in palette],
+            unseen_classes=tuple(c for c in self.classes if c in self.unseen),
+            seen_classes=tuple(c for c in self.classes if c not in self.unseen),
+            vocabulary_name=self.name,
+        )
+
+
+def default_palette(n: int) -> List[tuple]:
+    """Distinct, deterministic colours (golden-ratio hues) for visualisation."""
+    out = []
+    for i in range(n):
+        h = (i * 0.618033988749895) % 1.0
+        r, g, b = colorsys.hsv_to_rgb(h, 0.65 + 0.35 * ((i // 7) % 2), 0.95 - 0.3 * ((i // 3) % 2))
+        out.append((int(r * 255), int(g * 255), int(b * 255)))
+    return out
+
+
+def _fail(source: str, key: str, problem: str) -> None:
+    raise ValueError(f"{source}: key '{key}': {problem}. Expected {VOCABULARY_FORM}.")
+
+
+def load_vocabulary(source: Union[str, os.PathLike, Dict[str, Any]]) -> Vocabulary:
+    """Read and validate a vocabulary from a JSON file path or an already-loaded dict."""
+    if isinstance(source, dict):
+        raw, where = source, "<vocabulary dict>"
+    else:
+        where = os.fspath(source)
+        if not osp.isfile(where):
+            raise FileNotFoundError(f"vocabulary file not found: {where}. Expected {VOCABULARY_FORM}.")
+        with open(where, encoding="utf-8") as f:
+            try:
+                raw = json.load(f)
+            except json.JSONDecodeError as e:
+                raise ValueError(f"{where}: not valid JSON ({e}). Expected {VOCABULARY_FORM}.") from None
+    if not isinstance(raw, dict):
+        _fail(where, "<root>", f"got {type(raw).__name__}")
+    classes = raw.get("classes")
+    if not isinstance(classes, list) or not classes or not all(isinstance(c, str) and c for c in classes):
+        _fail(where, "classes", "must be a non-empty list of non-empty strings")
+    if len(set(classes)) != len(classes):
+        dupes = sorted({c for c in classes if classes.count(c) > 1})
+        _fail(where, "classes", f"duplicate names {dupes}")
+    unseen = raw.get("unseen", [])
+    if not isinstance(unseen, list) or not all(isinstance(c, str) for c in unseen):
+        _fail(where, "unseen", "must be a list of class names")
+    unknown = sorted(set(unseen) - set(classes))
+    if unknown:
+        _fail(where, "unseen", f"names not in 'classes': {unknown}")
+    palette = raw.get("palette")
+    if palette is not None:
+        ok = isinstance(palette, list) and len(palette) == len(classes) and all(
+            isinstance(c, (list, tuple)) and len(c) == 3 for c in palette
+        )
+        if not ok:
+            _fail(where, "palette", f"must be {len(classes)} [r, g, b] triples")
+        palette = tuple(tuple(int(v) for v in c) for c in palette)
+    name = raw.get("name", osp.splitext(osp.basename(where))[0])
+    return Vocabulary(name=str(name), classes=tuple(classes), unseen=frozenset(unseen), palette=palette)
+
+
+@DATASETS.register_module()
+class OVSegDataset(BaseSegDataset):
+    """MMSeg's ``img_dir``/``ann_dir`` PNG layout with a vocabulary read from JSON.
+
+    Args:
+        vocabulary: path to the vocabulary JSON (relative paths are resolved
+            against ``data_root``) or an equivalent dict.
+    """
+
+    def __init__(
+        self,
+        vocabulary: Union[str, Dict[str, Any]],
+        img_suffix: str = ".png",
+        seg_map_suffix: str = ".png",
+        reduce_zero_label: bool = False,
+        **kwargs: Any,
+    ) -> None:
+        data_root = kwargs.get("data_root") or ""
+        if isinstance(vocabulary, str) and not osp.isabs(vocabulary) and data_root:
+            vocabulary = osp.join(data_root, vocabulary)
+        self.vocabulary = load_vocabulary(vocabulary)
+        metainfo = dict(self.vocabulary.metainfo())
+        metainfo.update(kwargs.pop("metainfo", None) or {})
+        super().__init__(
+            img_suffix=img_suffix,
+            seg_map_suffix=seg_map_suffix,
+            reduce_zero_label=reduce_zero_label,
+            metainfo=metainfo,
+            **kwargs,
+        )
+
+    def load_data_list(self) -> List[dict]:
+        img_dir = self.data_prefix.get("img_path", "")
+        if not osp.isdir(img_dir):
+            raise FileNotFoundError(
+                f"{type(self).__name__}: image folder not found: {img_dir!r} (data_root="
+                f"{self.data_root!r}). Expected MMSeg's layout DATA_ROOT/img_dir/<split>/*{self.img_suffix} "
+                f"with labels in DATA_ROOT/ann_dir/<split>/*{self.seg_map_suffix}; see docs/datasets.md."
+            )
+        data_list = super().load_data_list()
+        ann_dir = self.data_prefix.get("seg_map_path", "")
+        if ann_dir:
+            missing = [d["seg_map_path"] for d in data_list if not osp.isfile(d["seg_map_path"])]
+            if missing:
+                raise FileNotFoundError(
+                    f"{type(self).__name__}: {len(missing)} image(s) in {img_dir} have no label in {ann_dir}, "
+                    f"e.g. {missing[0]}. Every image needs a label PNG of the same stem; see docs/datasets.md."
+                )
+        return data_list
+
+
+def class_names(vocabulary: Union[str, Dict[str, Any]]) -> Sequence[str]:
+    """Convenience: the ordered class names of a vocabulary file."""
+    return load_vocabulary(vocabulary).classes

@@ -1,0 +1,65 @@
+"""mIoU with the open-vocabulary split: seen, unseen and their harmonic mean.
+
+The IoU arithmetic is MMSeg's :class:`~mmseg.evaluation.IoUMetric` (areas
+summed over the dataset, IoU per class, NaN classes skipped); this subclass only
+groups its per-class IoU by the dataset's ``unseen_classes`` metainfo.
+"""
+from __future__ import annotations
+
+from typing import Dict, List, Sequence
+
+import numpy as np
+from mmseg.evaluation import IoUMetric
+from mmseg.registry import METRICS
+
+
+def harmonic_mean(a: float, b: float) -> float:
+    """hIoU of Xian et al. / ZS3Net; NaN when either side is undefined, 0 when both are 0."""
+    if np.isnan(a) or np.isnan(b):
+        return float("nan")
+    return 0.0 if a + b == 0 else float(2 * a * b / (a + b))
+
+
+@METRICS.register_module()
+class OpenVocabIoUMetric(IoUMetric):
+    """IoUMetric that also reports ``mIoU_seen``, ``mIoU_unseen`` and ``hIoU`` (percent).
+
+    The split comes from ``dataset_meta['unseen_classes']`` (set by
+    :class:`ovbench.data.OVSegDataset` from its vocabulary file). Without a
+    split only IoUMetric's keys are returned. ``per_class`` additionally returns
+    ``IoU.<class name>``, which the sweep layer stores for reports.
+    """
+
+    def __init__(self, per_class: bool = False, **kwargs) -> None:
+        kwargs.setdefault("iou_metrics", ["mIoU"])
+        super().__init__(**kwargs)
+        self.per_class = per_class
+
+    def compute_metrics(self, results: list) -> Dict[str, float]:
+        metrics = super().compute_metrics(results)
+        per_class_iou = self.per_class_iou(results)
+        classes: Sequence[str] = self.dataset_meta["classes"]
+        unseen = set(self.dataset_meta.get("unseen_classes") or ())
+        if unseen:
+            seen_idx = [i for i, c in enumerate(classes) if c not in unseen]
+            unseen_idx = [i for i, c in enumerate(classes) if c in unseen]
+            m_seen = _nanmean_percent(per_class_iou[seen_idx])
+            m_unseen = _nanmean_percent(per_class_iou[unseen_idx])
+            metrics.update(mIoU_seen=m_seen, mIoU_unseen=m_unseen, hIoU=round(harmonic_mean(m_seen, m_unseen), 2))
+        if self.per_class:
+            metrics.update({f"IoU.{c}": round(float(v) * 100, 2) for c, v in zip(classes, per_class_iou)})
+        return metrics
+
+    def per_class_iou(self, results: List[tuple]) -> np.ndarray:
+        """Per-class IoU in [0, 1] (NaN where a class never occurs), via IoUMetric's arithmetic."""
+        area_intersect, area_union, area_pred, area_label = (sum(r) for r in zip(*results))
+        ret = self.total_area_to_metrics(
+            area_intersect, area_union, area_pred, area_label, ["mIoU"], None, self.beta
+        )
+        return np.asarray(ret["IoU"], dtype=np.float64)
+
+
+def _nanmean_percent(values: np.ndarray) -> float:
+    if values.size == 0 or np.all(np.isnan(values)):
+        return float("nan")
+    return round(float(np.nanmean(values)) * 100, 2)

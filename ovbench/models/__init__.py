@@ -1,0 +1,1 @@
+"""Models: CLIP wrappers, heads and segmentors, registered in MMSeg's MODELS."""

@@ -1,0 +1,126 @@
+"""Train from an mmengine config: ``python -m ovbench.train CONFIG`` / ``ovbench train CONFIG``.
+
+Mirrors MMSegmentation's ``tools/train.py`` (work dir, ``--cfg-options``,
+``--resume``, ``--amp``), with two additions: ``--seed`` (every run takes one;
+the same seed gives the same numbers on the same machine) and the ovbench
+import, which applies the stack shims and registers ovbench's modules.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import os.path as osp
+from typing import Any, Dict, List, Optional
+
+import ovbench  # noqa: F401  (shims + registration first)
+from mmengine.config import Config, DictAction
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("config", help="mmengine config file (.py)")
+    parser.add_argument("--work-dir", help="where logs and checkpoints go (default: ./work_dirs/<config name>)")
+    parser.add_argument(
+        "--resume",
+        nargs="?",
+        const="auto",
+        default=None,
+        help="resume training: from the latest checkpoint in the work dir, or from the given checkpoint",
+    )
+    parser.add_argument("--amp", action="store_true", help="automatic mixed precision")
+    parser.add_argument("--seed", type=int, default=None, help="random seed (default: the config's, else 0)")
+    parser.add_argument(
+        "--deterministic", action="store_true", help="also make cuDNN / torch algorithms deterministic"
+    )
+    parser.add_argument(
+        "--cfg-options",
+        nargs="+",
+        action=DictAction,
+        help="override config keys, e.g. model.backbone.depth=18 'train_cfg.max_iters=10'",
+    )
+    parser.add_argument(
+        "--launcher", choices=["none", "pytorch", "slurm", "mpi"], default="none", help="job launcher"
+    )
+    parser.add_argument("--local_rank", "--local-rank", type=int, default=0)
+
+
+def load_config(
+    config: str,
+    work_dir: Optional[str] = None,
+    cfg_options: Optional[Dict[str, Any]] = None,
+    seed: Optional[int] = None,
+    resume: Optional[str] = None,
+    amp: bool = False,
+    launcher: str = "none",
+    deterministic: bool = False,
+) -> Config:
+    """Build the final config exactly as ``tools/train.py`` would, plus seed handling."""
+    if not osp.isfile(config):
+        raise FileNotFoundError(f"config file not found: {config}")
+    cfg = Config.fromfile(config)
+    cfg.launcher = launcher
+    if cfg_options:
+        cfg.merge_from_dict(cfg_options)
+    if work_dir is not None:
+        cfg.work_dir = work_dir
+    elif cfg.get("work_dir") is None:
+        cfg.work_dir = osp.join("./work_dirs", osp.splitext(osp.basename(config))[0])
+    randomness = dict(cfg.get("randomness") or {})
+    if seed is not None:
+        randomness["seed"] = seed
+    randomness.setdefault("seed", 0)
+    if deterministic:
+        randomness["deterministic"] = True
+    cfg.randomness = randomness
+    if amp:
+        optim_wrapper = cfg.optim_wrapper.get("type", "OptimWrapper")
+        if optim_wrapper != "AmpOptimWrapper":
+            cfg.optim_wrapper.type = "AmpOptimWrapper"
+            cfg.optim_wrapper.loss_scale = "dynamic"
+    if resume == "auto":
+        cfg.resume = True
+        cfg.load_from = None
+    elif resume is not None:
+        cfg.resume = True
+        cfg.load_from = resume
+    return cfg
+
+
+def train(cfg: Config):
+    """Train with mmengine's Runner (the one training path) and return the runner."""
+    from mmengine.runner import Runner
+
+    if "runner_type" in cfg:
+        from mmengine.registry import RUNNERS
+
+        runner = RUNNERS.build(cfg)
+    else:
+        runner = Runner.from_cfg(cfg)
+    runner.train()
+    return runner
+
+
+def run(args: argparse.Namespace) -> int:
+    if "LOCAL_RANK" not in os.environ:
+        os.environ["LOCAL_RANK"] = str(args.local_rank)
+    cfg = load_config(
+        args.config,
+        work_dir=args.work_dir,
+        cfg_options=args.cfg_options,
+        seed=args.seed,
+        resume=args.resume,
+        amp=args.amp,
+        launcher=args.launcher,
+        deterministic=args.deterministic,
+    )
+    train(cfg)
+    return 0
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m ovbench.train", description=__doc__.splitlines()[0])
+    add_arguments(parser)
+    return run(parser.parse_args(argv))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
