@@ -14,6 +14,7 @@ other tools should list ``custom_imports = dict(imports=['ovbench'])``.
 """
 from __future__ import annotations
 
+import functools
 import importlib
 import importlib.machinery
 import importlib.util
@@ -156,7 +157,12 @@ def _shim_mmcv_ext() -> None:
         return
     except ImportError:
         pass
-    sys.modules["mmcv._ext"] = _MissingExtModule("mmcv._ext")
+    stub = _MissingExtModule("mmcv._ext")
+    # A spec without a loader: `pkgutil.find_loader('mmcv._ext')` -- used by
+    # mmengine's `mmcv_full_available()` and mmcv's `check_ops_exist()` -- then
+    # returns None, i.e. "no compiled ops", instead of raising ValueError.
+    stub.__spec__ = importlib.machinery.ModuleSpec("mmcv._ext", loader=None)
+    sys.modules["mmcv._ext"] = stub
     STATUS["mmcv-ext"] = "applied (mmcv-lite: compiled ops raise when called)"
 
 
@@ -183,14 +189,42 @@ def has_compiled_mmcv_ops() -> bool:
 # each loader in `CheckpointLoader._schemes` is wrapped in
 # `torch.serialization.safe_globals([...])`. Process-wide safety is unchanged.
 # --------------------------------------------------------------------------
+def _restricted_getattr_for(allowed_owners: tuple) -> Callable[[Any, str], Any]:
+    """A `getattr` that only reads attributes of the given classes.
+
+    mmengine's HistoryBuffer pickles its `_statistics_methods` dict as
+    `getattr(HistoryBuffer, 'min')` etc., so checkpoints contain the global
+    `builtins.getattr`. Allowing the real getattr would let a malicious file
+    reach any attribute of any allowed object; this one answers only for
+    mmengine's own classes and public names.
+    """
+
+    def restricted_getattr(obj: Any, name: str) -> Any:
+        if obj in allowed_owners and isinstance(name, str) and not name.startswith("_"):
+            return getattr(obj, name)
+        raise pickle_error(f"checkpoint asks for getattr({obj!r}, {name!r}), which ovbench does not allow")
+
+    return restricted_getattr
+
+
+def pickle_error(msg: str) -> Exception:
+    import pickle
+
+    return pickle.UnpicklingError(msg)
+
+
 def mmengine_checkpoint_safe_globals() -> list:
     """The non-tensor types an mmengine 0.10 checkpoint is allowed to contain."""
+    import codecs
     import collections
 
     import numpy as np
     from mmengine.logging.history_buffer import HistoryBuffer
 
     types_: list = [HistoryBuffer, collections.OrderedDict, collections.defaultdict]
+    restricted = _restricted_getattr_for((HistoryBuffer,))
+    types_ += [(restricted, "builtins.getattr"), (restricted, "__builtin__.getattr")]
+    types_ += [(codecs.encode, "_codecs.encode")]  # numpy pickles raw bytes through it
     # numpy scalars/arrays as pickled by numpy 1.x and 2.x
     types_ += [np.dtype, np.ndarray]
     for mod_name in ("numpy.core.multiarray", "numpy._core.multiarray"):
@@ -214,11 +248,11 @@ def _shim_mmengine_checkpoint_loading() -> None:
     allowed = mmengine_checkpoint_safe_globals()
 
     def wrap(loader: Callable[..., Any]) -> Callable[..., Any]:
+        @functools.wraps(loader)  # mmengine logs the loader's __name__
         def load_with_mmengine_globals(*args: Any, **kwargs: Any) -> Any:
             with torch.serialization.safe_globals(allowed):
                 return loader(*args, **kwargs)
 
-        load_with_mmengine_globals.__wrapped__ = loader  # type: ignore[attr-defined]
         return load_with_mmengine_globals
 
     schemes = CheckpointLoader._schemes
