@@ -1,1 +1,37 @@
-"""Parameter-efficient fine-tuning methods, one per module, one registry."""
+"""Parameter-efficient fine-tuning methods, one per module, one registry.
+
+``apply_peft(clip_model, dict(type='hclip', q=128, dcrc='release'))`` freezes
+an open_clip model and attaches the method; ``merge_peft`` folds it into the
+weights; ``count_parameters`` gives trainable / free / total per encoder.
+Methods: ``frozen``, ``full``, ``attention`` (CAT-Seg), ``lora``, ``vpt``,
+``oft``, ``hclip``. See ``docs/peft.md``.
+"""
+from ovbench.peft.base import (  # noqa: F401
+    ATTN_SITES,
+    ENCODERS,
+    PEFT_METHODS,
+    PeftConfig,
+    PeftMethod,
+    apply_peft,
+    build_peft_config,
+    count_parameters,
+    get_peft_method,
+    get_towers,
+    merge_peft,
+    regularization_loss,
+    register_peft,
+    site_linear,
+)
+from ovbench.peft import simple, lora, vpt, oft, hclip  # noqa: F401,E402  (registration)
+from ovbench.peft.orth import cayley, hyperspherical_energy, orthogonality_error  # noqa: F401,E402
+
+__all__ = [
+    "PEFT_METHODS",
+    "apply_peft",
+    "build_peft_config",
+    "count_parameters",
+    "merge_peft",
+    "regularization_loss",
+    "cayley",
+    "hyperspherical_energy",
+]
