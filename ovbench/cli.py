@@ -22,8 +22,8 @@ COMMANDS: Dict[str, Tuple[Optional[str], str, str]] = {
     "report": (None, "render a study's results as tables, plots and panels", "issue 7"),
     "regress": (None, "CI regression against the committed baseline", "issue 7"),
     "params": (None, "print trainable/free/total parameter counts for a config", "issue 4"),
-    "data": (None, "generate or check datasets (e.g. `ovbench data synth --out DIR`)", "issue 3"),
-    "pretrain-clip": (None, "pretrain the tiny CLIP of the embedded benchmark", "issue 3"),
+    "data": ("ovbench.data.synth.cli", "generate or check datasets (e.g. `ovbench data synth --out DIR`)", ""),
+    "pretrain-clip": ("ovbench.pretrain.train", "pretrain the tiny CLIP of the embedded benchmark", ""),
 }
 
 

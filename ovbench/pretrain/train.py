@@ -1,0 +1,182 @@
+"""Contrastive pretraining of the tiny CLIP on captioned synthetic scenes (the web-pretraining role).
+
+CLIP's InfoNCE loss (Radford et al., 2021) with one hard-negative caption per
+image added to the image->text side (NegCLIP, Yuksekgonul et al., 2023).
+Scenes are generated on the fly from a seeded generator, so ``--seed`` and
+``--steps`` reproduce the run. The combinations of
+:func:`ovbench.data.synth.world.held_out_of_pretraining` never appear.
+
+This is *not* a segmentation training loop (those all go through mmengine's
+Runner): it produces the frozen backbone the benchmark starts from, once.
+"""
+from __future__ import annotations
+
+import json
+import math
+import platform
+import shlex
+import sys
+import time
+from pathlib import Path
+from typing import List, Optional, Tuple
+
+import numpy as np
+
+import ovbench  # noqa: F401  (compat shims first)
+from ovbench.data.synth.captions import caption, hard_negative
+from ovbench.data.synth.render import class_info, render_scene
+from ovbench.data.synth.world import pretraining_classes
+from ovbench.pretrain.model import MODEL_NAME, register, sha256_of
+
+MEAN = (0.48145466, 0.4578275, 0.40821073)  # OpenAI CLIP normalisation (open_clip's default)
+STD = (0.26862954, 0.26130258, 0.27577711)
+
+
+def to_tensor(images: np.ndarray):
+    """uint8 N x H x W x 3 -> normalised float N x 3 x H x W."""
+    import torch
+
+    x = torch.from_numpy(images).permute(0, 3, 1, 2).float().div_(255.0)
+    mean = torch.tensor(MEAN).view(1, 3, 1, 1)
+    std = torch.tensor(STD).view(1, 3, 1, 1)
+    return (x - mean) / std
+
+
+def sample_batch(rng: np.random.Generator, batch_size: int, size: int = 64, neg_prob: float = 0.5
+                 ) -> Tuple[np.ndarray, List[str], List[str], List[int]]:
+    """(images, captions, hard-negative captions, index of the image each negative belongs to)."""
+    allowed = pretraining_classes()
+    stuff = [n for n in allowed if not class_info(n).isthing]
+    things = [n for n in allowed if class_info(n).isthing]
+    images, caps, negs, neg_owner = [], [], [], []
+    for b in range(batch_size):
+        u = rng.uniform()
+        if u < 0.7:  # full scene
+            s = render_scene(rng, size, stuff, things, n_stuff=(1, 3), n_things=(0, 3))
+        elif u < 0.85:  # one object on neutral grey (the image-level classification setting)
+            s = render_scene(rng, size, (), things, n_things=(1, 1), plain_background=True)
+        else:  # one stuff filling the frame
+            s = render_scene(rng, size, stuff, (), n_stuff=(1, 1), n_things=(0, 0))
+        phrases = list(dict.fromkeys(s.stuff + [t[1] for t in s.things]))
+        images.append(s.image)
+        caps.append(caption(phrases, rng))
+        neg = hard_negative(phrases, rng) if rng.uniform() < neg_prob else None
+        if neg is not None:
+            negs.append(caption(neg, rng))
+            neg_owner.append(b)
+    return np.stack(images), caps, negs, neg_owner
+
+
+def pretrain(
+    out: Path,
+    seed: int = 0,
+    steps: int = 800,
+    batch_size: int = 128,
+    lr: float = 1e-3,
+    warmup: int = 50,
+    threads: Optional[int] = None,
+    save_every: int = 100,
+    neg_prob: float = 0.5,
+    command: str = "",
+) -> dict:
+    """Train from scratch; writes ``out`` (fp16 state dict), ``out.sha256`` and ``out`` with ``.json`` (the record)."""
+    import open_clip
+    import torch
+    import torch.nn.functional as F
+    from tqdm import tqdm
+
+    if threads:
+        torch.set_num_threads(threads)
+    torch.manual_seed(seed)
+    rng = np.random.default_rng(seed)
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    register()
+    model = open_clip.create_model(MODEL_NAME, device=device)
+    tokenizer = open_clip.get_tokenizer(MODEL_NAME)
+    decay = [p for n, p in model.named_parameters() if p.ndim >= 2 and "embedding" not in n]
+    no_decay = [p for n, p in model.named_parameters() if not (p.ndim >= 2 and "embedding" not in n)]
+    opt = torch.optim.AdamW([{"params": decay, "weight_decay": 0.1}, {"params": no_decay, "weight_decay": 0.0}],
+                            lr=lr, betas=(0.9, 0.98), eps=1e-6)
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda s: min(1.0, (s + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * min(s, steps) / steps)))
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    t0 = time.time()
+    losses: List[float] = []
+    record: dict = {}
+    bar = tqdm(range(steps), desc="pretrain-clip", dynamic_ncols=True, mininterval=5.0)
+    for step in bar:
+        images, caps, negs, _ = sample_batch(rng, batch_size, neg_prob=neg_prob)
+        x = to_tensor(images).to(device)
+        tokens = tokenizer(caps + negs).to(device)
+        img = model.encode_image(x, normalize=True)
+        txt = model.encode_text(tokens, normalize=True)
+        scale = model.logit_scale.exp().clamp(max=100)
+        logits = scale * img @ txt.t()  # B x (B + negatives)
+        target = torch.arange(len(caps), device=device)
+        loss = 0.5 * (F.cross_entropy(logits, target) + F.cross_entropy(logits[:, : len(caps)].t(), target))
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        sched.step()
+        losses.append(float(loss))
+        bar.set_postfix(loss=f"{np.mean(losses[-20:]):.3f}", T=f"{float(scale):.1f}")
+        if (step + 1) % save_every == 0 or step + 1 == steps:
+            record = _save(model, out, seed, step + 1, steps, batch_size, lr, neg_prob, losses, time.time() - t0,
+                           device, command)
+    return record
+
+
+def _save(model, out: Path, seed: int, done: int, steps: int, batch_size: int, lr: float, neg_prob: float,
+          losses: List[float], wall: float, device: str, command: str) -> dict:
+    import torch
+
+    state = {k: v.detach().to("cpu", torch.float16) for k, v in model.state_dict().items()}
+    tmp = out.with_suffix(".tmp")
+    torch.save(state, tmp)
+    tmp.replace(out)
+    digest = sha256_of(out)
+    Path(str(out) + ".sha256").write_text(f"{digest}  {out.name}\n")
+    record = {
+        "model": MODEL_NAME,
+        "command": command,
+        "seed": seed,
+        "steps_done": done,
+        "steps_planned": steps,
+        "batch_size": batch_size,
+        "lr": lr,
+        "hard_negative_prob": neg_prob,
+        "final_loss_mean_last_20": round(float(np.mean(losses[-20:])), 4),
+        "first_loss": round(losses[0], 4),
+        "wall_time_s": round(wall, 1),
+        "device": device if device != "cpu" else f"cpu ({platform.processor() or platform.machine()}, "
+                                                    f"torch threads={torch.get_num_threads()})",
+        "torch": torch.__version__,
+        "checkpoint_sha256": digest,
+        "checkpoint_bytes": out.stat().st_size,
+    }
+    out.with_suffix(".json").write_text(json.dumps(record, indent=2) + "\n")
+    return record
+
+
+def add_arguments(parser) -> None:
+    from ovbench.pretrain.model import CHECKPOINT
+
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--steps", type=int, default=650)
+    parser.add_argument("--batch-size", type=int, default=96)
+    parser.add_argument("--lr", type=float, default=1e-3)
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
+    parser.add_argument("--save-every", type=int, default=100)
+    parser.add_argument("--neg-prob", type=float, default=0.5, help="share of images given a hard-negative caption")
+    parser.add_argument("--out", type=Path, default=CHECKPOINT,
+                        help=f"fp16 checkpoint to write (default: the shipped asset {CHECKPOINT.name})")
+
+
+def run(args) -> int:
+    command = "ovbench pretrain-clip " + " ".join(shlex.quote(a) for a in sys.argv[2:]) if len(sys.argv) > 1 else ""
+    rec = pretrain(args.out, seed=args.seed, steps=args.steps, batch_size=args.batch_size, lr=args.lr,
+                   threads=args.threads, save_every=args.save_every, neg_prob=args.neg_prob,
+                   command=command)
+    print(json.dumps(rec, indent=2))
+    return 0
