@@ -1,1 +1,2 @@
 """Models: CLIP wrappers, heads and segmentors, registered in MMSeg's MODELS."""
+from ovbench.models import clip, heads, segmentors  # noqa: F401  (registration side effects)

@@ -188,10 +188,11 @@ def encoder_of_param(name: str) -> str:
     if name.startswith("visual."):
         return "image"
     if name.startswith("peft_method."):
-        rest = name[len("peft_method."):]
-        for enc in ENCODERS:
-            if rest.startswith(enc):
-                return enc
+        # method parameters carry their encoder as a name prefix: image_R, lora_a.text_3_q, ...
+        for part in name[len("peft_method."):].split("."):
+            for enc in ENCODERS:
+                if part.startswith(enc + "_"):
+                    return enc
         return "shared"
     if name.startswith(("text.", "transformer.", "token_embedding", "positional_embedding", "ln_final", "text_projection")):
         return "text"

@@ -41,7 +41,9 @@ def cayley(s: torch.Tensor, mode: str = "exact", terms: int = 5) -> torch.Tensor
     q = s.shape[-1]
     eye = torch.eye(q, dtype=s.dtype, device=s.device)
     if mode == "exact":
-        return torch.linalg.solve(eye + s, eye - s)
+        # solved in float64: float32 loses orthogonality (~1e-5) once S grows large
+        s64, eye64 = s.double(), eye.double()
+        return torch.linalg.solve(eye64 + s64, eye64 - s64).to(s.dtype)
     if mode == "neumann":
         if terms < 1:
             raise ValueError(f"cayley: neumann 'terms' must be >= 1, got {terms}")

@@ -44,8 +44,8 @@ class VptMethod(PeftMethod):
         self.deep_idx = idx if cfg.deep else [idx[0]]
         d = tower.width
         val = math.sqrt(6.0 / float(3 * 16 * 16 + d))  # Jia et al.'s uniform init (patch 16)
-        self.prompts = nn.Parameter(torch.empty(len(self.deep_idx), cfg.n_tokens, d).uniform_(-val, val))
-        self.gates = nn.Parameter(torch.zeros(tower.layers - self.first)) if cfg.gate else None
+        self.image_prompts = nn.Parameter(torch.empty(len(self.deep_idx), cfg.n_tokens, d).uniform_(-val, val))
+        self.image_gates = nn.Parameter(torch.zeros(tower.layers - self.first)) if cfg.gate else None
         self._stash: Optional[torch.Tensor] = None
 
     def install(self) -> None:
@@ -64,7 +64,7 @@ class VptMethod(PeftMethod):
     def _insert(self, i, bf, module, args):
         x = args[0] if bf else args[0].transpose(0, 1)
         if i in self.deep_idx:
-            p = self.prompts[self.deep_idx.index(i)].to(x.dtype).expand(x.shape[0], -1, -1)
+            p = self.image_prompts[self.deep_idx.index(i)].to(x.dtype).expand(x.shape[0], -1, -1)
         else:
             p = self._stash
         x = torch.cat([x[:, :1], p, x[:, 1:]], dim=1)
@@ -83,7 +83,7 @@ class VptMethod(PeftMethod):
 
 def _gated_attention(block, method: VptMethod, key, q_x, k_x=None, v_x=None, attn_mask=None):
     mha = block.attn
-    if method.gates is None:
+    if method.image_gates is None:
         return mha(q_x, q_x, q_x, need_weights=False, attn_mask=attn_mask)[0]
     if not mha.batch_first:
         q_x = q_x.transpose(0, 1)
@@ -96,7 +96,7 @@ def _gated_attention(block, method: VptMethod, key, q_x, k_x=None, v_x=None, att
         s = s + attn_mask
     e = torch.exp(s - s.amax(dim=-1, keepdim=True))
     n = method.cfg.n_tokens
-    g = method.gates[key[1] - method.first]
+    g = method.image_gates[key[1] - method.first]
     weight = torch.ones(L, dtype=e.dtype, device=e.device)
     weight = torch.cat([weight[:1], g.expand(n).to(e.dtype), weight[1 + n:]])
     e = e * weight

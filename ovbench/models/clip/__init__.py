@@ -1,1 +1,9 @@
+"""The CLIP wrapper (``OVCLIP``) registered in MMSeg's ``MODELS``."""
+from mmseg.registry import MODELS
 
+from ovbench.models.clip.templates import SINGLE, TEMPLATE_SETS, VILD, resolve_templates  # noqa: F401
+from ovbench.models.clip.wrapper import OVCLIP, build_open_clip  # noqa: F401
+
+MODELS.register_module(name="OVCLIP", module=OVCLIP, force=True)
+
+__all__ = ["OVCLIP", "build_open_clip", "TEMPLATE_SETS", "resolve_templates"]

@@ -1,0 +1,193 @@
+"""``OVCLIP``: an open_clip ViT with dense image features and a trainable text encoder.
+
+* Builds any open_clip ViT by name + ``pretrained`` (tag or local file), or from
+  an explicit ``model_cfg`` (``open_clip.CLIP`` kwargs, e.g. the tiny model of
+  the synthetic benchmark); ``pretrained=None`` gives random weights.
+* Image side: dense patch embeddings in the joint space, either MaskCLIP's
+  (Zhou et al., ECCV 2022) last-block value path -- ``out_proj(v_proj(ln_1(x)))``
+  of the last block, no query-key attention, residual or MLP, then ``ln_post``
+  and ``proj`` -- or the plain last-layer tokens through ``ln_post`` and
+  ``proj``; intermediate block outputs on request; any input size (the
+  position embeddings are bicubically interpolated to the patch grid).
+* Text side: a *trainable* encoder (unlike MMSeg's ``CLIPTextEncoder``, which
+  freezes itself under ``no_grad``), prompt templates averaged per class, and
+  class embeddings cached when, and only when, no text-side parameter trains.
+* Fine-tuning: ``peft=dict(type=...)`` applies an :mod:`ovbench.peft` method.
+"""
+from __future__ import annotations
+
+from typing import Any, Dict, List, Optional, Sequence, Tuple
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ovbench.models.clip.templates import resolve_templates
+from ovbench.peft import apply_peft, get_peft_method, merge_peft, site_linear
+from ovbench.peft.base import encoder_of_param
+
+
+def build_open_clip(model_name: Optional[str] = "ViT-B-16", pretrained: Optional[str] = None,
+                    model_cfg: Optional[Dict[str, Any]] = None, device: Any = "cpu") -> nn.Module:
+    """An open_clip CLIP model (random weights when ``pretrained`` is None)."""
+    import open_clip
+
+    if model_cfg is not None:
+        model = open_clip.CLIP(**model_cfg).to(device)
+        if pretrained:
+            open_clip.load_checkpoint(model, pretrained)
+        return model
+    return open_clip.create_model(model_name, pretrained=pretrained or None, device=device)
+
+
+class OVCLIP(nn.Module):
+    def __init__(
+        self,
+        model_name: Optional[str] = "ViT-B-16",
+        pretrained: Optional[str] = None,
+        model_cfg: Optional[Dict[str, Any]] = None,
+        peft: Any = None,
+        templates: Any = "single",
+        dense: str = "maskclip",
+        out_indices: Sequence[int] = (),
+        normalize: bool = True,
+    ) -> None:
+        super().__init__()
+        import open_clip
+
+        if dense not in ("maskclip", "last"):
+            raise ValueError(f"OVCLIP.dense: expected 'maskclip' or 'last', got {dense!r}")
+        self.clip = build_open_clip(model_name, pretrained, model_cfg)
+        if not hasattr(self.clip, "visual") or not hasattr(self.clip.visual, "transformer"):
+            raise TypeError(f"OVCLIP: {model_name} is not a ViT CLIP model")
+        ctx = getattr(self.clip, "context_length", 77)
+        self.tokenizer = (open_clip.get_tokenizer(model_name) if model_cfg is None
+                          else open_clip.tokenizer.SimpleTokenizer(context_length=ctx))
+        self.templates = resolve_templates(templates)
+        self.dense = dense
+        self.out_indices = tuple(out_indices)
+        self.normalize = normalize
+        self._text_cache: Dict[Any, torch.Tensor] = {}
+        self._pos_cache: Dict[Tuple[int, int], torch.Tensor] = {}
+        self.peft_cfg = peft
+        apply_peft(self.clip, peft if peft is not None else {"type": "frozen"})
+
+    # ------------------------------------------------------------------ info
+    @property
+    def embed_dim(self) -> int:
+        return int(self.clip.visual.output_dim)
+
+    @property
+    def patch_size(self) -> Tuple[int, int]:
+        return tuple(self.clip.visual.patch_size)
+
+    def text_frozen(self) -> bool:
+        return not any(p.requires_grad for n, p in self.clip.named_parameters()
+                       if encoder_of_param(n) in ("text", "shared"))
+
+    def merge(self) -> "OVCLIP":
+        """Fold the PEFT method into the weights (inference at frozen-model speed)."""
+        merge_peft(self.clip)
+        self._text_cache.clear()
+        return self
+
+    def train(self, mode: bool = True):
+        self._pos_cache.clear()
+        return super().train(mode)
+
+    # ------------------------------------------------------------------ image
+    def _pos_embed(self, gh: int, gw: int) -> torch.Tensor:
+        visual = self.clip.visual
+        pos = visual.positional_embedding
+        g0h, g0w = visual.grid_size
+        if (gh, gw) == (g0h, g0w):
+            return pos
+        if not pos.requires_grad and (gh, gw) in self._pos_cache:
+            return self._pos_cache[(gh, gw)]
+        cls, grid = pos[:1], pos[1:]
+        grid = grid.reshape(1, g0h, g0w, -1).permute(0, 3, 1, 2)
+        grid = F.interpolate(grid.float(), size=(gh, gw), mode="bicubic", align_corners=False).to(pos.dtype)
+        out = torch.cat([cls, grid.permute(0, 2, 3, 1).reshape(gh * gw, -1)])
+        if not pos.requires_grad:
+            self._pos_cache[(gh, gw)] = out
+        return out
+
+    def encode_image(self, img: torch.Tensor, out_indices: Optional[Sequence[int]] = None,
+                     dense: Optional[str] = None) -> Dict[str, Any]:
+        """``{'cls': [B, D], 'dense': [B, D, h, w], 'features': [[B, width, h, w], ...]}``."""
+        visual = self.clip.visual
+        dense = dense or self.dense
+        out_indices = self.out_indices if out_indices is None else tuple(out_indices)
+        x = visual.conv1(img)
+        b, c, gh, gw = x.shape
+        x = x.reshape(b, c, gh * gw).permute(0, 2, 1)
+        x = torch.cat([visual.class_embedding.to(x.dtype).expand(b, 1, -1), x], dim=1)
+        x = x + self._pos_embed(gh, gw).to(x.dtype)
+        x = visual.patch_dropout(x)
+        x = visual.ln_pre(x)
+        transformer = visual.transformer
+        bf = getattr(transformer, "batch_first", True)
+        blocks = transformer.resblocks
+        n = len(blocks)
+        feats = {}
+        want = {i + n if i < 0 else i for i in out_indices}
+        x_last_in = None
+        for i, blk in enumerate(blocks):
+            if i == n - 1:
+                x_last_in = x
+            x = blk(x if bf else x.transpose(0, 1))
+            x = x if bf else x.transpose(0, 1)
+            if i in want:
+                feats[i] = x[:, 1:].transpose(1, 2).reshape(b, -1, gh, gw)
+        pooled = visual.ln_post(x[:, 0])
+        tokens = x[:, 1:]
+        if dense == "maskclip":
+            last = blocks[n - 1]
+            y = last.ln_1(x_last_in[:, 1:])
+            tokens = site_linear(last, "out", site_linear(last, "v", y))
+        tokens = visual.ln_post(tokens)
+        if visual.proj is not None:
+            pooled = pooled @ visual.proj
+            tokens = tokens @ visual.proj
+        if self.normalize:
+            pooled = F.normalize(pooled, dim=-1)
+            tokens = F.normalize(tokens, dim=-1)
+        dense_map = tokens.transpose(1, 2).reshape(b, -1, gh, gw)
+        return {"cls": pooled, "dense": dense_map, "features": [feats[i] for i in sorted(feats)]}
+
+    # ------------------------------------------------------------------ text
+    def tokenize(self, texts: List[str]) -> torch.Tensor:
+        device = next(self.clip.parameters()).device
+        return self.tokenizer(texts).to(device)
+
+    def encode_text(self, class_names: Sequence[str], templates: Any = None) -> torch.Tensor:
+        """``[C, D]``: each class embedded in every template, normalised, averaged, renormalised."""
+        templates = self.templates if templates is None else resolve_templates(templates)
+        device = next(self.clip.parameters()).device
+        key = (tuple(class_names), templates, device)
+        frozen = self.text_frozen()
+        if not frozen:
+            self._text_cache.clear()
+        elif key in self._text_cache:
+            return self._text_cache[key]
+        texts = [t.format(c) for c in class_names for t in templates]
+        if frozen:
+            with torch.no_grad():
+                emb = self._embed_tokens(self.tokenize(texts), len(class_names), len(templates))
+            self._text_cache[key] = emb
+            return emb
+        return self._embed_tokens(self.tokenize(texts), len(class_names), len(templates))
+
+    def _embed_tokens(self, tokens: torch.Tensor, n_cls: int, n_tpl: int) -> torch.Tensor:
+        emb = self.clip.encode_text(tokens)
+        emb = F.normalize(emb, dim=-1).reshape(n_cls, n_tpl, -1).mean(1)
+        return F.normalize(emb, dim=-1) if self.normalize else emb
+
+    def forward(self, img: torch.Tensor, class_names: Sequence[str]) -> Dict[str, Any]:
+        """Both towers in one call (one PEFT pre-computation, e.g. H-CLIP's DCRC, for the pair)."""
+        method = get_peft_method(self.clip)
+        if method is not None:
+            method.begin_forward()
+        out = self.encode_image(img)
+        out["text"] = self.encode_text(class_names)
+        return out
