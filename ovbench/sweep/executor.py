@@ -1,0 +1,246 @@
+"""Executors: who runs the claimed trials. ``local`` (N worker threads, each trial a subprocess),
+``slurm`` (submitit job array of workers that claim from the same study), ``torchrun`` (not yet).
+
+Every worker runs the same loop (:func:`worker_loop`): claim a point from the
+study, start ``python -m ovbench.sweep.trial`` in its own process with its own
+work dir and log, refresh the trial's heartbeat while it runs, record the
+result. A failed trial is recorded and the loop goes on.
+"""
+from __future__ import annotations
+
+import ctypes
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Dict, List, Optional, Set
+
+import optuna
+from optuna.trial import TrialState
+
+from ovbench.sweep import datasets as ds_registry
+from ovbench.sweep import study as st
+from ovbench.sweep.spec import AblationSpec
+
+
+@dataclass
+class RunOptions:
+    """Knobs shared by every executor (CLI flags)."""
+
+    storage_url: str
+    study_name: str
+    work_root: Path
+    workers: int = 1
+    heartbeat_s: float = 10.0
+    grace_s: float = 60.0
+    timeout_s: float = 7200.0
+    progress: bool = True
+    threads_per_trial: int = 1
+    extra_env: Dict[str, str] = field(default_factory=dict)
+
+
+def default_workers(spec: AblationSpec) -> int:
+    """The spec's worker count, else the machine's cores (one thread each)."""
+    return spec.executor.workers or max(1, os.cpu_count() or 1)
+
+
+def prepare_datasets(spec: AblationSpec) -> Dict[str, str]:
+    """Resolve (and generate once, before any trial starts) every dataset the spec names."""
+    names = list(dict.fromkeys(spec.datasets + ([spec.train_dataset] if spec.train_dataset else [])))
+    return {n: str(ds_registry.resolve(n)) for n in names}
+
+
+def _die_with_parent() -> None:
+    """preexec: the trial process gets SIGKILL when its worker dies, so no orphan keeps training."""
+    try:
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except OSError:
+        pass
+
+
+def trial_request(spec: AblationSpec, claim: st.Claim, roots: Dict[str, str]) -> Dict[str, Any]:
+    params = {k: v for k, v in claim.point.items() if k != "seed"}
+    return {
+        "study": spec.study, "trial_number": claim.trial.number, "base_config": str(spec.base_config_path()),
+        "params": params, "seed": claim.point["seed"], "overrides": spec.overrides,
+        "datasets": {n: roots[n] for n in spec.datasets},
+        "train_root": roots.get(spec.train_dataset) if spec.train_dataset else None,
+        "work_dir": str(claim.work_dir),
+    }
+
+
+def run_subprocess(req: Dict[str, Any], opts: RunOptions, beat: Callable[[], None]) -> Dict[str, Any]:
+    """Run one trial process, heart-beating while it lives; its result (or why it has none)."""
+    from ovbench.sweep.trial import log_tail, write_json
+
+    work_dir = Path(req["work_dir"])
+    work_dir.mkdir(parents=True, exist_ok=True)
+    (work_dir / "result.json").unlink(missing_ok=True)
+    write_json(work_dir / "request.json", req)
+    env = dict(os.environ, OMP_NUM_THREADS=str(opts.threads_per_trial), **opts.extra_env)
+    log = work_dir / "trial.log"
+    with open(log, "wb") as fh:
+        proc = subprocess.Popen([sys.executable, "-m", "ovbench.sweep.trial", str(work_dir / "request.json")],
+                                stdout=fh, stderr=subprocess.STDOUT, env=env, preexec_fn=_die_with_parent)
+        deadline = time.time() + opts.timeout_s
+        while proc.poll() is None:
+            if time.time() > deadline:
+                proc.kill()
+                proc.wait()
+                return {"status": "failed", "error": f"timeout after {opts.timeout_s:.0f} s",
+                        "log_tail": log_tail(log), "work_dir": str(work_dir)}
+            try:
+                beat()
+            except Exception:  # a busy storage must not kill the trial; the next beat retries
+                pass
+            try:
+                proc.wait(timeout=opts.heartbeat_s)
+            except subprocess.TimeoutExpired:
+                pass
+    result = st.read_result(str(work_dir))
+    if result is None:
+        code = proc.returncode
+        why = f"killed by signal {-code}" if code < 0 else f"exited with code {code}"
+        result = {"status": "failed", "error": f"trial process {why} without a result (crash or OOM?)",
+                  "work_dir": str(work_dir)}
+    if result.get("status") != "ok":
+        result["log_tail"] = log_tail(log)
+    return result
+
+
+class Progress:
+    """A sweep bar with ETA plus one line per finished trial (tqdm; silent when disabled)."""
+
+    def __init__(self, done: int, total: int, enabled: bool, desc: str):
+        self.lock = threading.Lock()
+        self.bar = None
+        if enabled:
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=total, initial=done, desc=desc, unit="trial", dynamic_ncols=True, file=sys.stderr)
+
+    def finished(self, line: str, advance: bool) -> None:
+        with self.lock:
+            if self.bar is None:
+                print(line, flush=True)
+                return
+            self.bar.write(line)
+            if advance:
+                self.bar.update(1)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+def summary_line(spec: AblationSpec, claim: st.Claim, result: Dict[str, Any], state: TrialState) -> str:
+    params = " ".join(f"{k.split('.')[-1]}={v}" for k, v in claim.point.items())
+    if state == TrialState.COMPLETE:
+        flat = st.flat_metrics(result)
+        cost = result.get("cost", {})
+        return (f"trial {claim.trial.number:>4} {params}: COMPLETE {spec.objective_metric}="
+                f"{flat.get(spec.objective_metric)} ({cost.get('wall_time_s', 0):.1f} s)")
+    return f"trial {claim.trial.number:>4} {params}: FAIL {result.get('error', '')[:200]}"
+
+
+def worker_loop(spec: AblationSpec, opts: RunOptions, roots: Dict[str, str], progress: Progress,
+                attempted: Set[str], owner: st.Owner) -> List[int]:
+    """Claim -> run -> record until nothing is claimable; returns the trial numbers it ran."""
+    storage = st.open_storage(opts.storage_url)
+    study = optuna.load_study(storage=storage, study_name=opts.study_name)
+    ran: List[int] = []
+    while True:
+        claim = st.claim_next(study, spec, opts.work_root, owner, attempted, opts.grace_s)
+        if claim is None:
+            return ran
+        tid = claim.trial._trial_id
+        result = run_subprocess(trial_request(spec, claim, roots), opts, lambda: st.heartbeat(storage, tid))
+        state = st.record_result(study, claim.trial, result, spec.objective_metric)
+        progress.finished(summary_line(spec, claim, result, state), advance=state == TrialState.COMPLETE)
+        ran.append(claim.trial.number)
+
+
+def run_local(spec: AblationSpec, opts: RunOptions) -> List[int]:
+    """``local`` executor: ``opts.workers`` threads in this process, each running trials as subprocesses."""
+    roots = prepare_datasets(spec)
+    study = optuna.load_study(storage=st.open_storage(opts.storage_url), study_name=opts.study_name)
+    done, total = st.progress_counts(study, spec, opts.grace_s)
+    progress = Progress(done, total, opts.progress, spec.study)
+    attempted: Set[str] = set()  # shared: a point failed in this run is not retried by a sibling thread
+    owner = st.Owner.me()
+    ran: List[int] = []
+    errors: List[BaseException] = []
+
+    def target() -> None:
+        try:
+            ran.extend(worker_loop(spec, opts, roots, progress, attempted, owner))
+        except BaseException as e:  # surfaced after join; other workers carry on
+            errors.append(e)
+
+    threads = [threading.Thread(target=target, daemon=True) for _ in range(max(1, opts.workers))]
+    for t in threads:
+        t.start()
+        time.sleep(0.2)  # stagger the first claims
+    for t in threads:
+        t.join()
+    progress.close()
+    if errors:
+        raise errors[0]
+    return ran
+
+
+def _slurm_worker(spec_path: str, opts: RunOptions) -> List[int]:
+    """Body of one submitit job: a single-worker local loop on the shared study."""
+    from ovbench.sweep.spec import load_spec
+
+    spec = load_spec(spec_path)
+    return run_local(spec, RunOptions(**{**opts.__dict__, "workers": 1, "progress": False}))
+
+
+def run_slurm(spec: AblationSpec, opts: RunOptions, executor: Any = None) -> List[int]:
+    """``slurm`` executor: a submitit job array of ``opts.workers`` workers claiming from the study.
+
+    The storage must be reachable from the nodes (shared-disk SQLite/journal, or
+    PostgreSQL). ``executor`` may be any submitit executor (tests pass
+    ``submitit.LocalExecutor``); by default ``submitit.AutoExecutor`` with the
+    spec's ``executor.slurm`` parameters.
+    """
+    import submitit
+
+    if executor is None:
+        executor = submitit.AutoExecutor(folder=str(opts.work_root / "submitit"))
+        params = dict(timeout_min=int(spec.executor.timeout_min), slurm_array_parallelism=opts.workers)
+        if spec.executor.gpus_per_trial:
+            params["gpus_per_node"] = spec.executor.gpus_per_trial
+        params.update(spec.executor.slurm)
+        executor.update_parameters(**params)
+    prepare_datasets(spec)
+    jobs = executor.map_array(_slurm_worker, [spec.path] * max(1, opts.workers), [opts] * max(1, opts.workers))
+    ran: List[int] = []
+    for job in jobs:
+        ran.extend(job.result())
+    return ran
+
+
+def run_torchrun(spec: AblationSpec, opts: RunOptions) -> List[int]:
+    raise NotImplementedError(
+        "executor 'torchrun' (multi-GPU trials via torchrun + mmengine's pytorch launcher) is not implemented: "
+        "the trial process would need to be started as `torchrun --nproc-per-node=G -m ovbench.sweep.trial` "
+        "with launcher='pytorch' in load_config and rank-0-only result writing. Use 'local' or 'slurm'."
+    )
+
+
+EXECUTORS = {"local": run_local, "slurm": run_slurm, "torchrun": run_torchrun}
+
+
+def run_spec(spec: AblationSpec, opts: RunOptions) -> List[int]:
+    return EXECUTORS[spec.executor.type](spec, opts)
+
+
+def dump_json(path: Path, data: Any) -> None:
+    path.write_text(json.dumps(data, indent=2, default=str))

@@ -1,0 +1,88 @@
+"""``ovbench run FILE``: run (or resume) an ablation study; ``ovbench worker FILE``: join one.
+
+Re-running the same command skips completed trials and re-runs failed or
+interrupted ones; ``--rerun`` runs every point again (older trials stay as
+history). A changed ablation file is refused (``--new-study`` runs it as a new
+study instead). Exit code: 0 when every point completed, 1 when some failed,
+2 on an invalid file or a refused study.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+from typing import Optional, Tuple
+
+from ovbench.sweep import executor as ex
+from ovbench.sweep import study as st
+from ovbench.sweep.spec import AblationSpec, SpecError, load_spec
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("ablation", help="ablation file (ablations/*.yaml)")
+    parser.add_argument("--storage", help="optuna storage URL (default: sqlite under the work dir; "
+                        "postgresql://... for many machines; journal:PATH for a journal file on shared disk)")
+    parser.add_argument("--work-dir", help="sweep work dir (default: the file's work_dir or work_dirs/sweeps/<study>)")
+    parser.add_argument("--workers", type=int, help="parallel trials (default: the file's, else the machine's cores)")
+    parser.add_argument("--executor", choices=sorted(ex.EXECUTORS), help="override the file's executor")
+    parser.add_argument("--rerun", action="store_true", help="run every point again, even completed ones")
+    parser.add_argument("--new-study", action="store_true", help="if the file changed, run it as a new study")
+    parser.add_argument("--heartbeat", type=float, default=10.0, help="seconds between trial heartbeats")
+    parser.add_argument("--grace", type=float, default=60.0,
+                        help="a RUNNING trial with no heartbeat for this long (other hosts) is stale")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar (one line per trial only)")
+
+
+def prepare(args: argparse.Namespace, create: bool = True) -> Tuple[AblationSpec, ex.RunOptions]:
+    """Validate the file, open/create the study (hash-guarded) and build the run options."""
+    spec = load_spec(args.ablation)
+    if args.executor:
+        spec.executor = type(spec.executor)(**{**spec.executor.__dict__, "type": args.executor})
+    work_root = Path(args.work_dir).resolve() if args.work_dir else st.default_work_root(spec)
+    url = args.storage or spec.storage or st.default_storage_url(work_root)
+    storage = st.open_storage(url)
+    name = st.study_name_for(spec, args.new_study)
+    study = st.open_study(spec, storage, name, create=create)
+    if getattr(args, "rerun", False):
+        st.mark_rerun(study)
+    workers = args.workers or ex.default_workers(spec)
+    threads = max(1, (ex.os.cpu_count() or 1) // workers)
+    opts = ex.RunOptions(storage_url=url, study_name=name, work_root=work_root, workers=workers,
+                         heartbeat_s=args.heartbeat, grace_s=args.grace,
+                         timeout_s=spec.executor.timeout_min * 60, progress=not args.no_progress,
+                         threads_per_trial=threads)
+    return spec, opts
+
+
+def summarize(spec: AblationSpec, opts: ex.RunOptions, elapsed: float) -> int:
+    """Print where the study stands; 0 when every point is complete."""
+    import optuna
+
+    study = optuna.load_study(storage=st.open_storage(opts.storage_url), study_name=opts.study_name)
+    done, total = st.progress_counts(study, spec, opts.grace_s)
+    failed = sum(1 for t in study.get_trials(deepcopy=False) if t.state.name == "FAIL")
+    print(f"study {opts.study_name}: {done}/{total} complete, {failed} failed trial(s) recorded, "
+          f"{elapsed:.1f} s; storage {opts.storage_url}")
+    return 0 if done >= total else 1
+
+
+def run(args: argparse.Namespace, create: bool = True) -> int:
+    start = time.time()
+    try:
+        spec, opts = prepare(args, create=create)
+    except (SpecError, st.StudyMismatch) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    ex.run_spec(spec, opts)
+    return summarize(spec, opts, time.time() - start)
+
+
+def main(argv: Optional[list] = None) -> int:
+    parser = argparse.ArgumentParser(prog="ovbench run", description=__doc__.splitlines()[0])
+    add_arguments(parser)
+    return run(parser.parse_args(argv))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,199 @@
+"""One trial in its own process: ``python -m ovbench.sweep.trial WORK_DIR/request.json``.
+
+Builds the mmengine config (base + params + overrides + dataset roots + seed +
+work dir) with :func:`ovbench.train.load_config`, dumps it, trains through
+:func:`ovbench.train.train` (mmengine's Runner: the one training path),
+evaluates on every evaluation set with mmengine's ``TestLoop``, measures cost,
+and writes ``result.json`` (status ok | failed). Running in a separate process
+means a crash, an OOM or a NaN loss fails this trial only.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+import time
+import traceback
+from pathlib import Path
+from typing import Any, Dict, Optional
+
+import ovbench  # noqa: F401  (shims + registration before torch/mmseg)
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+LOG_TAIL_LINES = 40
+
+
+def git_commit() -> str:
+    """The project's commit (with ``+dirty`` when the tree has local changes), or 'unknown'."""
+    try:
+        sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO_ROOT, capture_output=True, text=True,
+                             timeout=10).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=REPO_ROOT,
+                               capture_output=True, text=True, timeout=10).stdout.strip()
+        return (sha + ("+dirty" if dirty else "")) or "unknown"
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def build_config(req: Dict[str, Any]):
+    """The trial's mmengine config: base + overrides + params + dataset roots, seed and work dir."""
+    from ovbench.sweep import hooks  # noqa: F401  (registers FailOnInvalidLossHook)
+    from ovbench.train import load_config
+
+    options: Dict[str, Any] = dict(req.get("overrides") or {})
+    options.update(req.get("params") or {})
+    train_root = req.get("train_root")
+    cfg = load_config(req["base_config"], work_dir=req["work_dir"], cfg_options=options or None,
+                      seed=int(req["seed"]))
+    if train_root:
+        cfg.train_dataloader.dataset.data_root = train_root
+    hooks = list(cfg.get("custom_hooks") or [])
+    if not any(h.get("type") == "FailOnInvalidLossHook" for h in hooks):
+        hooks.append(dict(type="FailOnInvalidLossHook", interval=1))  # a NaN loss fails the trial
+    cfg.custom_hooks = hooks
+    # the config's own validation uses the first evaluation set's data
+    first = next(iter(req["datasets"].values()), None)
+    for key in ("val_dataloader", "test_dataloader"):
+        if first and cfg.get(key):
+            cfg[key].dataset.data_root = first
+    return cfg
+
+
+def evaluate(runner: Any, cfg: Any, datasets: Dict[str, str]) -> Dict[str, Dict[str, float]]:
+    """Every evaluation set through mmengine's TestLoop on the trained model."""
+    import copy
+
+    from mmengine.runner import TestLoop
+
+    out: Dict[str, Dict[str, float]] = {}
+    for name, root in datasets.items():
+        loader = copy.deepcopy(cfg.test_dataloader)
+        loader.dataset.data_root = root
+        evaluator = copy.deepcopy(cfg.test_evaluator)
+        loop = TestLoop(runner, loader, evaluator)
+        runner._test_loop = loop  # hooks read runner.test_loop / test_dataloader: make them this set's
+        metrics = loop.run()
+        out[name] = {k: round(_num(v), 4) for k, v in metrics.items() if _num(v) is not None}
+    return out
+
+
+def _num(v: Any) -> Optional[float]:
+    try:
+        return float(v)
+    except (TypeError, ValueError):
+        return None
+
+
+def flops_of(model: Any, cfg: Any) -> Optional[float]:
+    """FLOPs of one forward on one crop (torch's flop counter); None when it cannot be measured."""
+    try:
+        import torch
+        from torch.utils.flop_counter import FlopCounterMode
+
+        size = cfg.get("crop_size") or (512, 512)
+        param = next(model.parameters())
+        x = torch.zeros(1, 3, int(size[0]), int(size[1]), device=param.device)
+        model.eval()
+        with torch.no_grad(), FlopCounterMode(display=False) as counter:
+            model(x, mode="tensor")
+        return float(counter.get_total_flops())
+    except Exception:  # cost extras never fail a trial
+        return None
+
+
+def cost_of(runner: Any, cfg: Any, train_s: float, wall_s: float) -> Dict[str, Any]:
+    """Training cost: parameters, time, s/iter, throughput, peak memory, FLOPs, device."""
+    import torch
+
+    model = runner.model
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    total = sum(p.numel() for p in model.parameters())
+    free = trainable
+    free_fn = getattr(model, "free_parameters", None)  # PEFT with constrained params (issue 4) may define it
+    if callable(free_fn):
+        try:
+            free = int(free_fn())
+        except Exception:
+            pass
+    iters = int(runner.iter) or 1
+    batch = int(cfg.train_dataloader.get("batch_size", 1))
+    try:
+        s_iter = float(runner.message_hub.get_scalar("train/time").mean())
+    except Exception:
+        s_iter = train_s / iters
+    if torch.cuda.is_available():
+        peak = torch.cuda.max_memory_allocated() / 2**20
+        device = torch.cuda.get_device_name()
+    else:
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux -> MiB
+        device = f"cpu ({platform.processor() or platform.machine()}, {os.cpu_count()} cores)"
+    return {
+        "trainable_params": trainable, "trainable_params_free": free, "total_params": total,
+        "train_time_s": round(train_s, 3), "wall_time_s": round(wall_s, 3), "iters": iters,
+        "s_per_iter": round(s_iter, 5), "throughput_img_s": round(iters * batch / max(train_s, 1e-9), 3),
+        "peak_mem_mb": round(peak, 1), "peak_mem_kind": "gpu" if torch.cuda.is_available() else "rss",
+        "flops": flops_of(model, cfg), "device": device,
+    }
+
+
+def run_trial(req: Dict[str, Any]) -> Dict[str, Any]:
+    """Train + evaluate one trial; the result dict that becomes ``result.json``."""
+    from ovbench.train import train
+
+    start = time.time()
+    work_dir = Path(req["work_dir"])
+    cfg = build_config(req)
+    cfg_path = work_dir / "config.py"
+    cfg.dump(str(cfg_path))
+    config_hash = hashlib.sha256(cfg_path.read_bytes()).hexdigest()[:16]
+    t0 = time.time()
+    runner = train(cfg)
+    train_s = time.time() - t0
+    metrics = evaluate(runner, cfg, req["datasets"])
+    cost = cost_of(runner, cfg, train_s, time.time() - start)
+    return {
+        "status": "ok", "metrics": metrics, "cost": cost, "device": cost.pop("device"),
+        "params": req.get("params"), "seed": req["seed"], "config_hash": config_hash,
+        "git_commit": git_commit(), "work_dir": str(work_dir),
+    }
+
+
+def log_tail(path: Path, lines: int = LOG_TAIL_LINES) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return ""
+
+
+def write_json(path: Path, data: Dict[str, Any]) -> None:
+    """Atomic write (tmp + rename): a reader never sees half a result."""
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(data, indent=2, default=str))
+    os.replace(tmp, path)
+
+
+def main(argv: Optional[list] = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    req_path = Path(argv[0])
+    req = json.loads(req_path.read_text())
+    work_dir = Path(req["work_dir"])
+    try:
+        result = run_trial(req)
+        code = 0
+    except BaseException as e:  # any failure becomes a recorded, failed trial
+        traceback.print_exc()
+        sys.stderr.flush()
+        result = {"status": "failed", "error": f"{type(e).__name__}: {e}"[:2000], "seed": req.get("seed"),
+                  "params": req.get("params"), "work_dir": str(work_dir)}
+        code = 1
+    sys.stdout.flush()
+    write_json(work_dir / "result.json", result)
+    return code
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
