@@ -1,0 +1,243 @@
+"""Cost aggregation over an image-text cost volume, after CAT-Seg (Cho et al., CVPR 2024).
+
+The design follows the paper's description (methods.md section 1); the code is
+ovbench's own:
+
+1. cost volume: cosine similarity of every dense image embedding with every
+   class embedding, ``[B, C, h, w]``, embedded per class by a 7x7 conv;
+2. ``num_layers`` x (spatial aggregation, class aggregation):
+   * spatial: windowed self-attention (Swin-style, shifted windows on odd
+     layers) over each class's cost map; queries and keys also see projected
+     CLIP image features ("appearance guidance");
+   * class: linear attention (Katharopoulos et al., 2020) across the C classes
+     at every pixel; queries and keys also see projected text embeddings. No
+     positional encoding over classes, so the output is permutation-equivariant
+     in the classes and any vocabulary size works at test time;
+3. an upsampling decoder: two x2 stages, each concatenating projected
+   intermediate CLIP features (layers 3 and 7 for ViT-B/16), then a 1-channel
+   conv per class -> logits ``[B, C, 4h, 4w]``.
+"""
+from __future__ import annotations
+
+from typing import List, Optional, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+class _MLP(nn.Sequential):
+    def __init__(self, dim: int, ratio: int = 2) -> None:
+        super().__init__(nn.LayerNorm(dim), nn.Linear(dim, dim * ratio), nn.GELU(), nn.Linear(dim * ratio, dim))
+
+
+class SpatialAggregation(nn.Module):
+    """Windowed self-attention over each class's cost map, guided by image features."""
+
+    def __init__(self, dim: int, guidance_dim: int, num_heads: int, window: int, shift: bool) -> None:
+        super().__init__()
+        if dim % num_heads:
+            raise ValueError(f"SpatialAggregation: hidden dim {dim} must be divisible by num_heads {num_heads}")
+        self.num_heads, self.window = num_heads, window
+        self.shift = window // 2 if shift else 0
+        self.norm = nn.LayerNorm(dim)
+        self.qk = nn.Linear(dim + guidance_dim, 2 * dim)
+        self.v = nn.Linear(dim, dim)
+        self.proj = nn.Linear(dim, dim)
+        self.mlp = _MLP(dim)
+
+    def forward(self, x: torch.Tensor, guidance: Optional[torch.Tensor]) -> torch.Tensor:
+        """``x``: ``[B, C, H, W, dim]``; ``guidance``: ``[B, H, W, g]`` or None."""
+        b, c, h, w, d = x.shape
+        y = self.norm(x)
+        qk_in = y if guidance is None else torch.cat([y, guidance[:, None].expand(b, c, h, w, -1)], -1)
+        q, k = self.qk(qk_in).chunk(2, dim=-1)
+        v = self.v(y)
+        out = self._window_attention(q, k, v)
+        x = x + self.proj(out)
+        return x + self.mlp(x)
+
+    def _window_attention(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        b, c, h, w, d = q.shape
+        ws = min(self.window, h, w)
+        pad_h, pad_w = (-h) % ws, (-w) % ws
+        shift = self.shift if ws == self.window else 0
+
+        def to_windows(t: torch.Tensor) -> torch.Tensor:
+            t = t.reshape(b * c, h, w, d)
+            if shift:
+                t = torch.roll(t, (-shift, -shift), dims=(1, 2))
+            t = F.pad(t, (0, 0, 0, pad_w, 0, pad_h))
+            hp, wp = t.shape[1:3]
+            t = t.reshape(b * c, hp // ws, ws, wp // ws, ws, self.num_heads, d // self.num_heads)
+            return t.permute(0, 1, 3, 5, 2, 4, 6).reshape(-1, self.num_heads, ws * ws, d // self.num_heads)
+
+        qw, kw, vw = to_windows(q), to_windows(k), to_windows(v)
+        mask = None
+        if pad_h or pad_w:  # padded tokens must not be attended to
+            valid = torch.zeros(h + pad_h, w + pad_w, dtype=torch.bool, device=q.device)
+            valid[:h, :w] = True
+            valid = valid.reshape((h + pad_h) // ws, ws, (w + pad_w) // ws, ws).permute(0, 2, 1, 3)
+            valid = valid.reshape(1, -1, 1, 1, ws * ws)
+            mask = valid.expand(b * c, -1, 1, 1, -1).reshape(-1, 1, 1, ws * ws)
+        out = F.scaled_dot_product_attention(qw, kw, vw, attn_mask=mask)
+        hp, wp = h + pad_h, w + pad_w
+        out = out.reshape(b * c, hp // ws, wp // ws, self.num_heads, ws, ws, d // self.num_heads)
+        out = out.permute(0, 1, 4, 2, 5, 3, 6).reshape(b * c, hp, wp, d)[:, :h, :w]
+        if shift:
+            out = torch.roll(out, (shift, shift), dims=(1, 2))
+        return out.reshape(b, c, h, w, d)
+
+
+class ClassAggregation(nn.Module):
+    """Linear attention across classes at each pixel; no class positional encoding."""
+
+    def __init__(self, dim: int, text_guidance_dim: int, num_heads: int) -> None:
+        super().__init__()
+        if dim % num_heads:
+            raise ValueError(f"ClassAggregation: hidden dim {dim} must be divisible by num_heads {num_heads}")
+        self.num_heads = num_heads
+        self.norm = nn.LayerNorm(dim)
+        self.qk = nn.Linear(dim + text_guidance_dim, 2 * dim)
+        self.v = nn.Linear(dim, dim)
+        self.proj = nn.Linear(dim, dim)
+        self.mlp = _MLP(dim)
+
+    def forward(self, x: torch.Tensor, text_guidance: Optional[torch.Tensor]) -> torch.Tensor:
+        """``x``: ``[B, C, H, W, dim]``; ``text_guidance``: ``[B, C, t]`` or None."""
+        b, c, h, w, d = x.shape
+        y = self.norm(x)
+        qk_in = y if text_guidance is None else torch.cat(
+            [y, text_guidance[:, :, None, None].expand(b, c, h, w, -1)], -1
+        )
+        q, k = self.qk(qk_in).chunk(2, dim=-1)
+        v = self.v(y)
+
+        def heads(t: torch.Tensor) -> torch.Tensor:  # -> [B*H*W, heads, C, d_h]
+            return t.permute(0, 2, 3, 1, 4).reshape(b * h * w, c, self.num_heads, -1).transpose(1, 2)
+
+        q, k, v = F.elu(heads(q)) + 1, F.elu(heads(k)) + 1, heads(v)
+        kv = torch.einsum("nhcd,nhce->nhde", k, v)
+        norm = 1.0 / (torch.einsum("nhcd,nhd->nhc", q, k.sum(2)) + 1e-6)
+        out = torch.einsum("nhcd,nhde,nhc->nhce", q, kv, norm)
+        out = out.transpose(1, 2).reshape(b, h, w, c, d).permute(0, 3, 1, 2, 4)
+        x = x + self.proj(out)
+        return x + self.mlp(x)
+
+
+class _UpBlock(nn.Module):
+    """x2 upsampling of each class's map, concatenated with projected CLIP guidance."""
+
+    def __init__(self, in_dim: int, guidance_dim: int, out_dim: int) -> None:
+        super().__init__()
+        self.up = nn.ConvTranspose2d(in_dim, in_dim, 2, stride=2)
+        self.conv = nn.Sequential(
+            nn.Conv2d(in_dim + guidance_dim, out_dim, 3, padding=1),
+            nn.GroupNorm(max(1, out_dim // 16), out_dim),
+            nn.GELU(),
+            nn.Conv2d(out_dim, out_dim, 3, padding=1),
+            nn.GroupNorm(max(1, out_dim // 16), out_dim),
+            nn.GELU(),
+        )
+        self.guidance_dim = guidance_dim
+
+    def forward(self, x: torch.Tensor, guidance: Optional[torch.Tensor], num_classes: int) -> torch.Tensor:
+        x = self.up(x)
+        if self.guidance_dim:
+            g = guidance.repeat_interleave(num_classes, dim=0)
+            x = torch.cat([x, g], dim=1)
+        return self.conv(x)
+
+
+class CostAggregator(nn.Module):
+    """Cost volume -> aggregated per-class logits at 4x the patch resolution.
+
+    Args:
+        embed_dim: joint image-text embedding width (CLIP ``output_dim``).
+        clip_width: width of the CLIP image transformer (for intermediate features).
+        hidden_dim, num_layers, num_heads, window: aggregation transformer (CAT-Seg B/16: 128, 2, 4, 12).
+        appearance_guidance_dim, text_guidance_dim: projections of CLIP features into q/k (0 disables).
+        decoder_dims: channels of the two x2 upsampling stages.
+        decoder_guidance_dims: projections of the intermediate CLIP layers fed to each stage (0 disables).
+    """
+
+    def __init__(
+        self,
+        embed_dim: int,
+        clip_width: int,
+        hidden_dim: int = 128,
+        num_layers: int = 2,
+        num_heads: int = 4,
+        window: int = 12,
+        appearance_guidance_dim: int = 128,
+        text_guidance_dim: int = 128,
+        decoder_dims: Sequence[int] = (64, 32),
+        decoder_guidance_dims: Sequence[int] = (32, 16),
+    ) -> None:
+        super().__init__()
+        if len(decoder_dims) != len(decoder_guidance_dims):
+            raise ValueError("CostAggregator: decoder_dims and decoder_guidance_dims must have the same length")
+        self.cost_embed = nn.Conv2d(1, hidden_dim, 7, padding=3)
+        self.appearance = nn.Linear(embed_dim, appearance_guidance_dim) if appearance_guidance_dim else None
+        self.text = nn.Linear(embed_dim, text_guidance_dim) if text_guidance_dim else None
+        self.layers = nn.ModuleList()
+        for i in range(num_layers):
+            self.layers.append(SpatialAggregation(hidden_dim, appearance_guidance_dim, num_heads, window, i % 2 == 1))
+            self.layers.append(ClassAggregation(hidden_dim, text_guidance_dim, num_heads))
+        self.guidance_proj = nn.ModuleList(
+            nn.Conv2d(clip_width, g, 1) if g else nn.Identity() for g in decoder_guidance_dims
+        )
+        dims = [hidden_dim, *decoder_dims]
+        self.decoder = nn.ModuleList(
+            _UpBlock(dims[i], decoder_guidance_dims[i], dims[i + 1]) for i in range(len(decoder_dims))
+        )
+        self.head = nn.Conv2d(dims[-1], 1, 3, padding=1)
+
+    @staticmethod
+    def cost_volume(dense: torch.Tensor, text: torch.Tensor) -> torch.Tensor:
+        """Cosine similarity ``[B, C, h, w]`` of dense image embeddings and class embeddings."""
+        dense = F.normalize(dense, dim=1)
+        text = F.normalize(text, dim=-1)
+        if text.dim() == 2:
+            return torch.einsum("bdhw,cd->bchw", dense, text)
+        return torch.einsum("bdhw,bcd->bchw", dense, text)
+
+    def forward(
+        self, dense: torch.Tensor, text: torch.Tensor, features: Sequence[torch.Tensor] = ()
+    ) -> torch.Tensor:
+        """``dense`` ``[B, D, h, w]``, ``text`` ``[C, D]`` or ``[B, C, D]``, ``features``: CLIP
+        intermediate maps ``[B, width, h, w]`` (one per decoder stage, shallowest last) ->
+        logits ``[B, C, h * 2^stages, w * 2^stages]``."""
+        b, _, h, w = dense.shape
+        cost = self.cost_volume(dense, text)
+        c = cost.shape[1]
+        x = self.cost_embed(cost.reshape(b * c, 1, h, w))
+        x = x.reshape(b, c, -1, h, w).permute(0, 1, 3, 4, 2)  # [B, C, h, w, hidden]
+        app = self.appearance(dense.permute(0, 2, 3, 1)) if self.appearance is not None else None
+        txt = None
+        if self.text is not None:
+            t = text if text.dim() == 3 else text[None].expand(b, -1, -1)
+            txt = self.text(t)
+        for layer in self.layers:
+            x = layer(x, app if isinstance(layer, SpatialAggregation) else txt)
+        x = x.permute(0, 1, 4, 2, 3).reshape(b * c, -1, h, w)
+        guidance = self._decoder_guidance(features, h, w)
+        for block, g in zip(self.decoder, guidance):
+            x = block(x, g, c)
+        return self.head(x).reshape(b, c, x.shape[-2], x.shape[-1])
+
+    def _decoder_guidance(self, features: Sequence[torch.Tensor], h: int, w: int) -> List[Optional[torch.Tensor]]:
+        out: List[Optional[torch.Tensor]] = []
+        for i, proj in enumerate(self.guidance_proj):
+            if isinstance(proj, nn.Identity):
+                out.append(None)
+                continue
+            if i >= len(features):
+                raise ValueError(
+                    f"CostAggregator: decoder stage {i} needs an intermediate CLIP feature map; got "
+                    f"{len(features)} (set the CLIP wrapper's out_indices, e.g. (7, 3) for ViT-B/16)"
+                )
+            scale = 2 ** (i + 1)
+            g = proj(features[i])
+            out.append(F.interpolate(g, size=(h * scale, w * scale), mode="bilinear", align_corners=False))
+        return out
