@@ -70,8 +70,8 @@ def sample_batch(rng: np.random.Generator, batch_size: int, size: int = 64, neg_
 def pretrain(
     out: Path,
     seed: int = 0,
-    steps: int = 800,
-    batch_size: int = 128,
+    steps: int = 1400,
+    batch_size: int = 96,
     lr: float = 1e-3,
     warmup: int = 50,
     threads: Optional[int] = None,
@@ -119,7 +119,7 @@ def pretrain(
         loss.backward()
         opt.step()
         sched.step()
-        losses.append(float(loss))
+        losses.append(float(loss.detach()))
         bar.set_postfix(loss=f"{np.mean(losses[-20:]):.3f}", T=f"{float(scale):.1f}")
         if (step + 1) % save_every == 0 or step + 1 == steps:
             record = _save(model, out, seed, step + 1, steps, batch_size, lr, neg_prob, losses, time.time() - t0,
@@ -163,10 +163,11 @@ def add_arguments(parser) -> None:
     from ovbench.pretrain.model import CHECKPOINT
 
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--steps", type=int, default=650)
+    parser.add_argument("--steps", type=int, default=1400)
     parser.add_argument("--batch-size", type=int, default=96)
     parser.add_argument("--lr", type=float, default=1e-3)
-    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="torch CPU threads; 1 is fastest on a busy 2-core machine (2 threads spin on barriers)")
     parser.add_argument("--save-every", type=int, default=100)
     parser.add_argument("--neg-prob", type=float, default=0.5, help="share of images given a hard-negative caption")
     parser.add_argument("--out", type=Path, default=CHECKPOINT,

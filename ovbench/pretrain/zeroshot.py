@@ -1,0 +1,176 @@
+"""Zero-shot figures of the frozen tiny CLIP: image-level top-1 and dense mIoU, no segmentation training.
+
+Dense features use the last block's *value path* alone: the token is passed
+through ``ln_1 -> v-projection -> out_proj`` of the final block, skipping the
+query-key attention mixing, the residual and the MLP (in the spirit of MaskCLIP,
+Zhou et al., ECCV 2022, and ClearCLIP, Lan et al., ECCV 2024). On this world's
+first prototype it beat both the MaskCLIP path and the plain final tokens.
+NOTE: this is a compact stand-in; once ``ovbench/models/clip``'s wrapper exposes
+dense value-path features, this module should call it instead.
+
+IoU arithmetic is :class:`ovbench.evaluation.OpenVocabIoUMetric` (MMSeg's), and
+the datasets are read through :class:`ovbench.data.OVSegDataset`, i.e. exactly
+what the segmentation runs use.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence
+
+import numpy as np
+
+import ovbench  # noqa: F401
+from ovbench.data.synth.captions import PROMPT
+from ovbench.data.synth.render import render_scene
+from ovbench.data.synth.world import all_classes, dataset_specs, held_out_of_pretraining, segmentation_unseen
+from ovbench.pretrain.train import to_tensor
+
+DENSE_MODES = ("value", "maskclip", "tokens")
+
+
+def text_embeddings(model, tokenizer, classes: Sequence[str]):
+    import torch
+
+    with torch.no_grad():
+        return model.encode_text(tokenizer([PROMPT.format(c) for c in classes]), normalize=True)
+
+
+def dense_features(model, x, mode: str = "value"):
+    """Per-patch embeddings in the joint space, ``B x D x h x w`` (L2-normalised)."""
+    import torch
+    import torch.nn.functional as F
+
+    v = model.visual
+    with torch.no_grad():
+        t = v._embeds(x)
+        blocks = v.transformer.resblocks
+        for blk in blocks[:-1]:
+            t = blk(t)
+        last = blocks[-1]
+        if mode == "tokens":
+            t = last(t)
+        else:
+            attn = last.attn
+            d = t.shape[-1]
+            val = F.linear(last.ln_1(t), attn.in_proj_weight[2 * d:], attn.in_proj_bias[2 * d:])
+            val = attn.out_proj(val)
+            if mode == "maskclip":  # value path replaces attention, residual and MLP kept
+                t = t + last.ls_1(val)
+                t = t + last.ls_2(last.mlp(last.ln_2(t)))
+            elif mode == "value":
+                t = val
+            else:
+                raise ValueError(f"dense mode {mode!r}: expected one of {DENSE_MODES}")
+        t = v.ln_post(t[:, 1:])
+        if v.proj is not None:
+            t = t @ v.proj
+        t = F.normalize(t, dim=-1)
+        b, n, dim = t.shape
+        side = int(round(n ** 0.5))
+        return t.transpose(1, 2).reshape(b, dim, side, side)
+
+
+def classification_top1(model, tokenizer, per_class: int = 20, seed: int = 0, size: int = 64) -> Dict[str, float]:
+    """Top-1 (percent) over all 64 classes on single-class scenes.
+
+    A thing on a neutral grey background, or one stuff filling the frame.
+    Reported for the combinations held out of pretraining, for the other
+    segmentation-unseen classes, and for all classes.
+    """
+    import torch
+
+    classes = [c.name for c in all_classes()]
+    text = text_embeddings(model, tokenizer, classes)
+    rng = np.random.default_rng([seed, 12345])
+    correct: Dict[str, List[bool]] = {c: [] for c in classes}
+    for ci, name in enumerate(classes):
+        imgs = np.stack([render_scene(rng, size, fixed=[name]).image for _ in range(per_class)])
+        with torch.no_grad():
+            f = model.encode_image(to_tensor(imgs), normalize=True)
+        pred = (f @ text.t()).argmax(-1).numpy()
+        correct[name] = list(pred == ci)
+    held = set(held_out_of_pretraining())
+    unseen = set(segmentation_unseen())
+
+    def acc(names) -> float:
+        vals = [v for n in names for v in correct[n]]
+        return round(100.0 * float(np.mean(vals)), 2)
+
+    return {
+        "top1_held_out_of_pretraining": acc(sorted(held)),
+        "top1_unseen_known_to_clip": acc(sorted(unseen - held)),
+        "top1_all": acc(classes),
+        "chance": round(100.0 / len(classes), 2),
+        "images": per_class * len(classes),
+        "per_held_out_class": {n: round(100.0 * float(np.mean(correct[n])), 1) for n in sorted(held)},
+    }
+
+
+def _dataset(root: Path, name: str, split: str = "val"):
+    from ovbench.data import OVSegDataset
+
+    return OVSegDataset(vocabulary="vocabulary.json", data_root=str(root / name),
+                        data_prefix=dict(img_path=f"img_dir/{split}", seg_map_path=f"ann_dir/{split}"),
+                        pipeline=[], serialize_data=False)
+
+
+def dense_miou(model, tokenizer, root: Path, name: str, mode: str = "value", batch: int = 50,
+               seed: int = 0) -> Dict[str, float]:
+    """Zero-shot dense mIoU (all / seen / unseen / hIoU, percent) on one evaluation set, and a random predictor's."""
+    import torch
+    import torch.nn.functional as F
+    from PIL import Image
+
+    from ovbench.evaluation.ov_iou_metric import OpenVocabIoUMetric
+
+    ds = _dataset(root, name)
+    meta = ds.metainfo
+    text = text_embeddings(model, tokenizer, meta["classes"])
+    metric, rand_metric = OpenVocabIoUMetric(), OpenVocabIoUMetric()
+    metric.dataset_meta = rand_metric.dataset_meta = meta
+    gen = torch.Generator().manual_seed(seed)
+    items = [ds.get_data_info(i) for i in range(len(ds))]
+    for s in range(0, len(items), batch):
+        chunk = items[s: s + batch]
+        imgs = np.stack([np.array(Image.open(d["img_path"]).convert("RGB")) for d in chunk])
+        gts = torch.from_numpy(np.stack([np.array(Image.open(d["seg_map_path"])) for d in chunk]).astype(np.int64))
+        feats = dense_features(model, to_tensor(imgs), mode)
+        logits = torch.einsum("bdhw,cd->bchw", feats, text)
+        logits = F.interpolate(logits, size=gts.shape[-2:], mode="bilinear", align_corners=False)
+        pred = logits.argmax(1)
+        rand = torch.randint(0, len(meta["classes"]), gts.shape, generator=gen)
+        for p, r, g in zip(pred, rand, gts):
+            metric.process({}, [{"pred_sem_seg": {"data": p[None]}, "gt_sem_seg": {"data": g[None]}}])
+            rand_metric.process({}, [{"pred_sem_seg": {"data": r[None]}, "gt_sem_seg": {"data": g[None]}}])
+    out = {k: float(v) for k, v in _quiet_compute(metric).items() if k in ("mIoU", "mIoU_seen", "mIoU_unseen", "hIoU")}
+    rnd = _quiet_compute(rand_metric)
+    out.update(random_mIoU=float(rnd["mIoU"]), random_mIoU_unseen=float(rnd["mIoU_unseen"]),
+               classes=len(meta["classes"]), unseen_classes=len(meta["unseen_classes"]), images=len(items))
+    return out
+
+
+def _quiet_compute(metric) -> dict:
+    import contextlib
+    import io
+    import logging
+
+    logger = logging.getLogger("mmengine")
+    level = logger.level
+    logger.setLevel(logging.WARNING)
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):
+            return metric.compute_metrics(metric.results)
+    finally:
+        logger.setLevel(level)
+
+
+def evaluate(root: Path, checkpoint: Optional[str] = None, mode: str = "value", per_class: int = 20,
+             seed: int = 0) -> dict:
+    """All zero-shot figures of the issue's bars, for one checkpoint (default: the shipped one)."""
+    from ovbench.pretrain.model import load_tiny_clip
+
+    model, tok = load_tiny_clip(checkpoint)
+    res = {"classification": classification_top1(model, tok, per_class=per_class, seed=seed), "dense": {}}
+    for spec in dataset_specs()[1:]:
+        res["dense"][spec.name] = dense_miou(model, tok, Path(root), spec.name, mode=mode, seed=seed)
+    return res

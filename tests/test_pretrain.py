@@ -1,0 +1,95 @@
+"""The tiny CLIP: open_clip registration, checkpoint round trip + SHA-256 check, pretraining, dense features."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+import ovbench  # noqa: F401
+from ovbench.data.synth.world import held_out_of_pretraining
+from ovbench.pretrain.model import (
+    CHECKPOINT,
+    CHECKPOINT_SHA256,
+    MODEL_NAME,
+    expected_sha256,
+    load_tiny_clip,
+    register,
+    sha256_of,
+)
+
+
+@pytest.fixture(scope="module")
+def tiny_checkpoint(tmp_path_factory):
+    """Two pretraining steps of batch 8: a real (if useless) checkpoint with its SHA and record."""
+    from ovbench.pretrain.train import pretrain
+
+    out = tmp_path_factory.mktemp("pt") / "tiny.pt"
+    record = pretrain(out, seed=1, steps=2, batch_size=8, warmup=1, threads=1, save_every=100, command="test")
+    return out, record
+
+
+def test_config_is_registered_with_open_clip():
+    import open_clip
+
+    assert register() == MODEL_NAME and MODEL_NAME in open_clip.list_models()
+    cfg = open_clip.get_model_config(MODEL_NAME)
+    assert cfg["vision_cfg"]["image_size"] == 64 and cfg["vision_cfg"]["patch_size"] == 8
+
+
+def test_pretrain_writes_checkpoint_sha_and_record(tiny_checkpoint):
+    out, record = tiny_checkpoint
+    assert out.is_file() and np.isfinite(record["final_loss_mean_last_20"])
+    assert record["steps_done"] == 2 and record["seed"] == 1
+    assert expected_sha256(str(out) + ".sha256") == sha256_of(out) == record["checkpoint_sha256"]
+    assert json.loads(out.with_suffix(".json").read_text())["command"] == "test"
+    state = torch.load(out, weights_only=True)
+    assert all(v.dtype == torch.float16 for v in state.values())
+
+
+def test_load_goes_through_create_model_and_checks_sha(tiny_checkpoint, tmp_path):
+    out, record = tiny_checkpoint
+    model, tok = load_tiny_clip(out, sha256=record["checkpoint_sha256"])
+    state = torch.load(out, weights_only=True)
+    key = "visual.conv1.weight"
+    assert torch.equal(model.state_dict()[key], state[key].float())
+    assert tok(["a scene with red stripes."]).shape == (1, 32)
+    bad = tmp_path / "bad.pt"
+    data = bytearray(out.read_bytes())
+    data[len(data) // 2] ^= 0xFF  # one flipped byte
+    bad.write_bytes(bytes(data))
+    with pytest.raises(RuntimeError, match="SHA-256 mismatch"):
+        load_tiny_clip(bad, sha256=record["checkpoint_sha256"])
+
+
+@pytest.mark.skipif(not CHECKPOINT.is_file(), reason="shipped checkpoint not present")
+def test_shipped_checkpoint_matches_its_sha_and_budget():
+    assert CHECKPOINT.stat().st_size <= 25 * 2**20
+    assert sha256_of(CHECKPOINT) == expected_sha256(CHECKPOINT_SHA256)
+
+
+def test_dense_features_modes(tiny_checkpoint):
+    from ovbench.pretrain.train import to_tensor
+    from ovbench.pretrain.zeroshot import dense_features
+
+    out, record = tiny_checkpoint
+    model, _ = load_tiny_clip(out, sha256=record["checkpoint_sha256"])
+    x = to_tensor(np.random.default_rng(0).integers(0, 255, (2, 64, 64, 3), dtype=np.uint8))
+    feats = {m: dense_features(model, x, m) for m in ("value", "maskclip", "tokens")}
+    for f in feats.values():
+        assert f.shape == (2, 128, 8, 8)
+        assert torch.allclose(f.norm(dim=1), torch.ones(2, 8, 8), atol=1e-4)
+    assert not torch.allclose(feats["value"], feats["tokens"])
+    with pytest.raises(ValueError, match="dense mode"):
+        dense_features(model, x, "nope")
+
+
+def test_pretraining_batches_never_show_held_out_combinations():
+    from ovbench.pretrain.train import sample_batch
+
+    held = held_out_of_pretraining()
+    _, caps, negs, owners = sample_batch(np.random.default_rng(5), 64, neg_prob=1.0)
+    assert len(negs) == len(owners) > 48
+    text = " | ".join(caps + negs)
+    assert not [h for h in held if h in text]
