@@ -21,7 +21,7 @@ COMMANDS: Dict[str, Tuple[Optional[str], str, str]] = {
     "worker": ("ovbench.sweep.worker", "join a running study as an extra worker", ""),
     "report": (None, "render a study's results as tables, plots and panels", "issue 7"),
     "regress": (None, "CI regression against the committed baseline", "issue 7"),
-    "params": (None, "print trainable/free/total parameter counts for a config", "issue 4"),
+    "params": ("ovbench.params", "print trainable/free/total parameter counts for a config", ""),
     "data": ("ovbench.data.synth.cli", "generate or check datasets (e.g. `ovbench data synth --out DIR`)", ""),
     "pretrain-clip": ("ovbench.pretrain.train", "pretrain the tiny CLIP of the embedded benchmark", ""),
 }
