@@ -1,0 +1,207 @@
+"""Sweeps end to end: failures recorded, SIGKILL + resume exactly once, concurrent runs, spec guard.
+
+The trials here are real (subprocess, mmengine Runner, the smoke FCN) but only
+2 iterations long, so a trial costs its process start-up (~10 s on 2 cores).
+"""
+from __future__ import annotations
+
+import argparse
+import collections
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import optuna
+import pytest
+from optuna.trial import TrialState
+
+from ovbench.sweep import study as st
+from ovbench.sweep.run import prepare
+from ovbench.sweep.spec import load_spec
+
+REPO = Path(__file__).resolve().parents[1]
+
+SPEC = """\
+study: {study}
+base_config: configs/smoke/tiny_fcn.py
+space:
+  {key}: {values}
+seeds: [0]
+datasets: [toy]
+train_dataset: toy
+overrides:
+  train_cfg.max_iters: 2
+  train_cfg.val_interval: 1000
+  default_hooks.checkpoint.interval: 1000
+work_dir: {work}
+executor: {{type: local, workers: 1, timeout_min: 5}}
+"""
+
+
+@pytest.fixture
+def data_env(tmp_path, monkeypatch):
+    monkeypatch.setenv("OVBENCH_DATA_DIR", str(tmp_path / "data"))
+    return tmp_path
+
+
+def write_spec(tmp: Path, study: str, key: str = "model.decode_head.channels", values: str = "[4, 8, 16]") -> Path:
+    path = tmp / f"{study}.yaml"
+    path.write_text(SPEC.format(study=study, key=key, values=values, work=tmp / "work" / study))
+    return path
+
+
+def run_cli(spec: Path, *extra: str, **kw) -> subprocess.Popen:
+    cmd = [sys.executable, "-m", "ovbench.cli", "run", str(spec), "--no-progress", "--heartbeat", "1", *extra]
+    return subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, **kw)
+
+
+def load(spec_path: Path) -> optuna.Study:
+    spec = load_spec(spec_path)
+    url = st.default_storage_url(st.default_work_root(spec))
+    return optuna.load_study(storage=st.open_storage(url), study_name=spec.study)
+
+
+def complete_counts(study: optuna.Study) -> collections.Counter:
+    return collections.Counter(t.user_attrs["point_key"] for t in study.get_trials(states=(TrialState.COMPLETE,)))
+
+
+def test_failing_trial_is_recorded_and_sweep_goes_on(data_env):
+    # ResNet depth 19 does not exist: that trial raises inside mmengine; depth 18 must still complete
+    spec = write_spec(data_env, "fail", key="model.backbone.depth", values="[19, 18]")
+    proc = run_cli(spec)
+    out, _ = proc.communicate(timeout=300)
+    assert proc.returncode == 1, out  # not every point completed
+    study = load(spec)
+    by_state = {t.state: t for t in study.get_trials()}
+    assert set(by_state) == {TrialState.COMPLETE, TrialState.FAIL}, out
+    failed = by_state[TrialState.FAIL]
+    assert failed.params["model.backbone.depth"] == 19
+    assert "KeyError" in failed.user_attrs["error"] and "19" in failed.user_attrs["error"]
+    assert "Traceback" in failed.user_attrs["log_tail"]
+    done = by_state[TrialState.COMPLETE]
+    assert done.params["model.backbone.depth"] == 18
+    assert done.user_attrs["metrics"]["toy"]["mIoU"] >= 0
+    cost = done.user_attrs["cost"]
+    assert cost["trainable_params"] > 0 and cost["iters"] == 2 and cost["train_time_s"] > 0
+    assert (Path(done.user_attrs["work_dir"]) / "config.py").is_file()
+    assert "FAIL" in out and "COMPLETE" in out  # one line per finished trial
+
+
+@pytest.mark.slow
+def test_sigkill_mid_sweep_then_resume_runs_each_point_once(data_env):
+    spec = write_spec(data_env, "kill")
+    proc = run_cli(spec, start_new_session=True)
+    deadline = time.time() + 240
+    study = None
+    while time.time() < deadline:  # kill once one trial is done and the next is training
+        time.sleep(1)
+        try:
+            study = load(spec)
+        except (KeyError, Exception):
+            continue
+        states = [t.state for t in study.get_trials()]
+        if states.count(TrialState.COMPLETE) >= 1 and TrialState.RUNNING in states:
+            break
+    running = [t for t in study.get_trials() if t.state == TrialState.RUNNING]
+    assert running, "the sweep never reached a second trial"
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    time.sleep(1)
+    log = Path(running[0].user_attrs["work_dir"]) / "trial.log"
+    assert log.exists()
+    again = run_cli(spec)
+    out, _ = again.communicate(timeout=300)
+    assert again.returncode == 0, out
+    study = load(spec)
+    counts = complete_counts(study)
+    assert len(counts) == 3 and set(counts.values()) == {1}, counts
+    interrupted = [t for t in study.get_trials() if t.state == TrialState.FAIL]
+    assert len(interrupted) <= 1 and all("interrupted" in t.user_attrs["error"] for t in interrupted)
+    assert not [t for t in study.get_trials() if t.state == TrialState.RUNNING]
+
+
+@pytest.mark.slow
+def test_two_concurrent_runs_never_run_a_point_twice(data_env):
+    spec = write_spec(data_env, "pair", values="[4, 8, 12, 16]")
+    first = run_cli(spec)
+    time.sleep(2)
+    second = run_cli(spec)
+    outs = [p.communicate(timeout=400)[0] for p in (first, second)]
+    assert first.returncode == 0 and second.returncode == 0, outs
+    study = load(spec)
+    assert len(study.get_trials()) == 4  # no duplicate, no failure
+    assert set(complete_counts(study).values()) == {1}
+
+
+def _claimer(url: str, spec_path: str, name: str, results: list) -> None:
+    """A worker that claims and immediately records fake results (claims only, no training)."""
+    spec = load_spec(spec_path)
+    study = optuna.load_study(storage=st.open_storage(url), study_name=name)
+    owner = st.Owner.me()
+    attempted: set = set()
+    while (claim := st.claim_next(study, spec, Path("/tmp"), owner, attempted, grace_s=60)) is not None:
+        results.append(st.point_key(claim.point))
+        st.record_result(study, claim.trial, {"status": "ok", "metrics": {"toy": {"mIoU": 1.0}}}, "toy/mIoU")
+
+
+def test_claims_are_exactly_once_across_processes(data_env):
+    spec_path = write_spec(data_env, "claims", values="[1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12]")
+    spec = load_spec(spec_path)
+    url = st.default_storage_url(st.default_work_root(spec))
+    st.open_study(spec, st.open_storage(url), spec.study)
+    code = (
+        "import sys, json; import ovbench; sys.path.insert(0, 'tests'); from test_sweep_run import _claimer; r=[]; "
+        f"_claimer({url!r}, {str(spec_path)!r}, 'claims', r); print(json.dumps(r))"
+    )
+    procs = [subprocess.Popen([sys.executable, "-c", code], cwd=REPO, stdout=subprocess.PIPE, text=True)
+             for _ in range(3)]
+    claimed = [json.loads(p.communicate(timeout=200)[0].strip().splitlines()[-1]) for p in procs]
+    allk = [k for c in claimed for k in c]
+    assert len(allk) == 12 and len(set(allk)) == 12, claimed
+    assert sum(1 for c in claimed if c) >= 2  # the work was actually shared
+
+
+def test_dead_worker_trial_recovered_from_result_or_failed(data_env):
+    spec_path = write_spec(data_env, "recover", values="[1, 2]")
+    spec = load_spec(spec_path)
+    url = st.default_storage_url(st.default_work_root(spec))
+    study = st.open_study(spec, st.open_storage(url), spec.study)
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    import psutil
+
+    ghost = st.Owner(st.socket.gethostname(), dead.pid, psutil.Process().create_time(), "ghost")
+    attempted: set = set()
+    a = st.claim_next(study, spec, data_env / "w", st.Owner.me(), attempted, grace_s=60)
+    b = st.claim_next(study, spec, data_env / "w", st.Owner.me(), attempted, grace_s=60)
+    assert st.claim_next(study, spec, data_env / "w", st.Owner.me(), attempted, grace_s=60) is None
+    for claim in (a, b):  # both workers die: their owner is now a finished process
+        study._storage.set_trial_system_attr(claim.trial._trial_id, st.OWNER_KEY, ghost.__dict__)
+    a.work_dir.mkdir(parents=True)
+    (a.work_dir / "result.json").write_text(json.dumps({"status": "ok", "metrics": {"toy": {"mIoU": 7.5}}}))
+    settled = dict(st.reconcile(study, spec, grace_s=60))
+    assert "COMPLETE" in settled[a.trial.number] and "interrupted" in settled[b.trial.number]
+    t = {x.number: x for x in study.get_trials()}
+    assert t[a.trial.number].state == TrialState.COMPLETE and t[a.trial.number].value == 7.5
+    assert t[b.trial.number].state == TrialState.FAIL
+    # the failed point is claimable again, the recovered one is not
+    c = st.claim_next(study, spec, data_env / "w", st.Owner.me(), set(), grace_s=60)
+    assert c.point == b.point
+
+
+def test_changed_spec_is_refused_or_run_as_new_study(data_env):
+    spec_path = write_spec(data_env, "guard", values="[4, 8]")
+    args = argparse.Namespace(ablation=str(spec_path), storage=None, work_dir=None, workers=1, executor=None,
+                              rerun=False, new_study=False, heartbeat=1.0, grace=60.0, no_progress=True)
+    prepare(args)
+    spec_path.write_text(spec_path.read_text().replace("[4, 8]", "[4, 8, 16]"))
+    with pytest.raises(st.StudyMismatch, match="changed since study 'guard'"):
+        prepare(args)
+    args.new_study = True
+    spec, opts = prepare(args)
+    assert opts.study_name == f"guard-{spec.content_hash}"
