@@ -317,7 +317,8 @@ def site_linear(block: nn.Module, site: str, x: torch.Tensor) -> torch.Tensor:
     part = block.__dict__.get("attention")
     if isinstance(part, functools.partial) and part.func is adapted_attention:
         method, key = part.args[1], part.args[2]
-        return method.site_forward(key, site, x, w, b)
+        if site in method.attention_sites():  # e.g. 'attention' adapts q/v only, not 'out'
+            return method.site_forward(key, site, x, w, b)
     return F.linear(x, w, b)
 
 

@@ -1,1 +1,3 @@
-
+"""Segmentors registered in MMSeg's MODELS (and the hook that feeds them a vocabulary)."""
+from ovbench.models.segmentors.cost_agg_segmentor import OVCostAggSegmentor, per_pixel_bce  # noqa: F401
+from ovbench.models.segmentors.vocabulary_hook import VocabularyHook  # noqa: F401

@@ -1,0 +1,159 @@
+"""Open-vocabulary segmentation by cost aggregation (CAT-Seg; H-CLIP is this + the hclip PEFT).
+
+``OVCostAggSegmentor`` subclasses MMSeg's ``EncoderDecoder`` so that whole and
+sliding-window inference, ``mmseg.apis.inference_model``, ``IoUMetric`` and
+mmengine's ``Runner`` work unchanged. What differs from a closed-set segmentor:
+
+* the "backbone" is :class:`~ovbench.models.clip.OVCLIP` (both CLIP towers, with
+  the PEFT method of the config), the "decode head" a
+  :class:`~ovbench.models.heads.cost_aggregation.CostAggregator`;
+* the number of output channels is the size of the *current vocabulary*, which
+  comes from the dataset's class names (set by :class:`VocabularyHook` for
+  train/val/test, or from ``dataset_meta`` restored by ``init_model``), so a
+  different test vocabulary needs no code change;
+* the loss is per-pixel binary cross-entropy against one-hot targets (CAT-Seg),
+  plus the PEFT method's regulariser (H-CLIP's soft orthogonality), if any.
+
+With ``aggregator=None`` it is zero-shot MaskCLIP (Zhou et al., ECCV 2022):
+logits are the scaled cosine similarities of dense CLIP features and class
+embeddings, with nothing to train.
+"""
+from __future__ import annotations
+
+from typing import Any, Dict, List, Optional, Sequence
+
+import torch
+import torch.nn.functional as F
+from mmseg.models.segmentors import EncoderDecoder
+from mmseg.models.segmentors.base import BaseSegmentor
+from mmseg.registry import MODELS
+from mmseg.utils import OptConfigType, SampleList
+from torch import Tensor
+
+from ovbench.models.clip import OVCLIP
+from ovbench.models.heads.cost_aggregation import CostAggregator
+from ovbench.peft import regularization_loss
+
+
+@MODELS.register_module()
+class OVCostAggSegmentor(EncoderDecoder):
+    """CLIP (+ PEFT) -> cost volume -> aggregation -> per-class logits over any vocabulary.
+
+    Args:
+        clip: kwargs of :class:`OVCLIP` (model name, pretrained, peft, templates, out_indices...).
+        aggregator: kwargs of :class:`CostAggregator` (``embed_dim``/``clip_width`` are filled in
+            from the CLIP model); ``None`` for zero-shot MaskCLIP.
+        class_names: a fixed vocabulary; normally left ``None`` and taken from the dataset.
+        zero_shot_logit_scale: temperature of the zero-shot cost (CLIP's own is ~100).
+    """
+
+    def __init__(
+        self,
+        clip: Dict[str, Any],
+        aggregator: Optional[Dict[str, Any]] = None,
+        class_names: Optional[Sequence[str]] = None,
+        zero_shot_logit_scale: float = 100.0,
+        train_cfg: OptConfigType = None,
+        test_cfg: OptConfigType = None,
+        data_preprocessor: OptConfigType = None,
+        init_cfg: OptConfigType = None,
+        pretrained: Optional[str] = None,
+    ) -> None:
+        # `pretrained` exists because mmseg.apis.init_model sets it to None; CLIP
+        # weights come from `clip.pretrained`, the rest from the checkpoint.
+        if pretrained is not None:
+            raise ValueError("OVCostAggSegmentor: set CLIP weights with clip.pretrained, not model.pretrained")
+        BaseSegmentor.__init__(self, data_preprocessor=data_preprocessor, init_cfg=init_cfg)
+        self.backbone = OVCLIP(**clip)
+        self.aggregator = None
+        if aggregator is not None:
+            width = self.backbone.clip.visual.transformer.width
+            self.aggregator = CostAggregator(embed_dim=self.backbone.embed_dim, clip_width=width, **aggregator)
+        self.zero_shot_logit_scale = zero_shot_logit_scale
+        self.align_corners = False
+        self.train_cfg = train_cfg or {}
+        self.test_cfg = test_cfg or dict(mode="whole")
+        self._class_names = tuple(class_names) if class_names else None
+
+    # -------------------------------------------------------------- vocabulary
+    def set_vocabulary(self, class_names: Sequence[str]) -> None:
+        self._class_names = tuple(class_names)
+
+    @property
+    def class_names(self) -> tuple:
+        if self._class_names:
+            return self._class_names
+        meta = getattr(self, "dataset_meta", None) or {}
+        if meta.get("classes"):
+            return tuple(meta["classes"])
+        raise RuntimeError(
+            "OVCostAggSegmentor has no vocabulary: train/test through a Runner with "
+            "`custom_hooks=[dict(type='VocabularyHook')]`, load a checkpoint whose meta has "
+            "'dataset_meta' (mmseg.apis.init_model does), or call set_vocabulary(class_names)."
+        )
+
+    @property
+    def num_classes(self) -> int:  # read by EncoderDecoder.slide_inference
+        return len(self.class_names)
+
+    @property
+    def out_channels(self) -> int:
+        return self.num_classes
+
+    @property
+    def with_decode_head(self) -> bool:
+        return True
+
+    @property
+    def with_auxiliary_head(self) -> bool:
+        return False
+
+    # -------------------------------------------------------------- forward
+    def extract_feat(self, inputs: Tensor) -> Dict[str, Any]:
+        return self.backbone(inputs, self.class_names)
+
+    def _logits(self, inputs: Tensor) -> Tensor:
+        feats = self.extract_feat(inputs)
+        if self.aggregator is None:
+            cost = CostAggregator.cost_volume(feats["dense"], feats["text"])
+            return cost * self.zero_shot_logit_scale
+        # Deepest intermediate layer feeds the first (coarsest) decoder stage.
+        return self.aggregator(feats["dense"], feats["text"], feats["features"][::-1])
+
+    def encode_decode(self, inputs: Tensor, batch_img_metas: List[dict]) -> Tensor:
+        logits = self._logits(inputs)
+        return F.interpolate(logits, size=inputs.shape[2:], mode="bilinear", align_corners=False)
+
+    def _forward(self, inputs: Tensor, data_samples: SampleList = None) -> Tensor:
+        return self._logits(inputs)
+
+    def loss(self, inputs: Tensor, data_samples: SampleList) -> Dict[str, Tensor]:
+        if self.aggregator is None:
+            raise RuntimeError("OVCostAggSegmentor: zero-shot mode (aggregator=None) has nothing to train")
+        logits = self.encode_decode(inputs, [s.metainfo for s in data_samples])
+        target = torch.stack([s.gt_sem_seg.data[0] for s in data_samples]).long()
+        losses = {"loss_bce": per_pixel_bce(logits, target, ignore_index=255)}
+        reg = regularization_loss(self.backbone.clip)
+        if reg is not None:
+            losses["loss_peft_reg"] = reg
+        with torch.no_grad():
+            valid = target != 255
+            acc = (logits.argmax(1) == target)[valid].float().mean() * 100 if valid.any() else logits.new_zeros(())
+        losses["acc_seg"] = acc
+        return losses
+
+
+def per_pixel_bce(logits: Tensor, target: Tensor, ignore_index: int = 255) -> Tensor:
+    """Mean binary cross-entropy of ``[B, C, H, W]`` logits against one-hot ``[B, H, W]`` labels."""
+    valid = target != ignore_index
+    if not valid.any():
+        return logits.sum() * 0.0
+    safe = torch.where(valid, target, torch.zeros_like(target))
+    if int(safe.max()) >= logits.shape[1]:
+        raise ValueError(
+            f"label id {int(safe.max())} >= vocabulary size {logits.shape[1]}: the dataset's labels and "
+            "its class list disagree"
+        )
+    one_hot = F.one_hot(safe, logits.shape[1]).permute(0, 3, 1, 2).to(logits.dtype)
+    loss = F.binary_cross_entropy_with_logits(logits, one_hot, reduction="none").mean(1)
+    return loss[valid].mean()

@@ -1,0 +1,89 @@
+"""OVCostAggSegmentor through MMSeg: Runner training with the vocabulary hook, a test
+vocabulary that differs from training, zero-shot mode, and init_model/inference_model."""
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+
+from conftest import REPO_ROOT
+
+CONFIG = REPO_ROOT / "configs" / "smoke" / "tiny_catseg.py"
+
+
+def _opts(root: Path, **extra) -> dict:
+    opts = {f"{k}.dataset.data_root": str(root) for k in ("train_dataloader", "val_dataloader", "test_dataloader")}
+    opts.update(extra)
+    return opts
+
+
+def test_trains_validates_and_serves_inference(toy_dataset, tmp_path):
+    from mmseg.apis import inference_model, init_model
+
+    from ovbench.train import load_config, train
+
+    work_dir = tmp_path / "wd"
+    cfg = load_config(str(CONFIG), work_dir=str(work_dir), seed=0, cfg_options=_opts(
+        toy_dataset, **{"train_cfg.max_iters": 4, "train_cfg.val_interval": 4, "default_hooks.checkpoint.interval": 4}))
+    runner = train(cfg)
+    metrics = runner.val_loop.run()
+    assert {"mIoU", "mIoU_seen", "mIoU_unseen", "hIoU"} <= set(metrics)
+    # Only the head and the 'attention' PEFT parameters of CLIP train.
+    trainable = {n.split(".")[0] for n, p in runner.model.named_parameters() if p.requires_grad}
+    assert trainable == {"backbone", "aggregator"}
+    frozen_clip = [n for n, p in runner.model.backbone.named_parameters() if "mlp" in n and p.requires_grad]
+    assert not frozen_clip
+
+    model = init_model(str(work_dir / "tiny_catseg.py"), str(work_dir / "iter_4.pth"), device="cpu")
+    assert model.class_names == ("background", "red square", "blue disc")  # from the checkpoint's dataset_meta
+    image = sorted((toy_dataset / "img_dir" / "val").glob("*.png"))[0]
+    result = inference_model(model, str(image))
+    assert result.seg_logits.data.shape == (3, 64, 64)
+
+
+def test_test_vocabulary_may_differ_from_training(toy_dataset, tmp_path):
+    from mmengine.runner import Runner
+
+    from ovbench.train import load_config
+
+    root = tmp_path / "bigger_vocab"
+    shutil.copytree(toy_dataset, root)
+    vocab = {"name": "toy5", "classes": ["background", "red square", "blue disc", "green cube", "yellow star"],
+             "unseen": ["blue disc", "green cube", "yellow star"]}
+    (root / "vocabulary.json").write_text(json.dumps(vocab))
+    opts = _opts(toy_dataset, **{"test_dataloader.dataset.data_root": str(root)})
+    cfg = load_config(str(CONFIG), work_dir=str(tmp_path / "wd"), seed=0, cfg_options=opts)
+    runner = Runner.from_cfg(cfg)
+    metrics = runner.test()
+    assert runner.model.num_classes == 5
+    assert "mIoU_unseen" in metrics
+
+
+def test_zero_shot_maskclip_mode_has_no_head_and_refuses_training(toy_dataset):
+    from mmseg.registry import MODELS
+
+    from ovbench.models.segmentors import OVCostAggSegmentor
+
+    cfg = dict(type="OVCostAggSegmentor", class_names=["a", "b"], aggregator=None,
+               clip=dict(model_name=None, model_cfg=dict(
+                   embed_dim=32, vision_cfg=dict(image_size=32, patch_size=8, width=64, layers=2, head_width=16),
+                   text_cfg=dict(context_length=16, vocab_size=49408, width=64, heads=4, layers=2))),
+               data_preprocessor=dict(type="SegDataPreProcessor", size=(32, 32)))
+    model: OVCostAggSegmentor = MODELS.build(cfg).eval()
+    logits = model.encode_decode(torch.rand(1, 3, 32, 32), [{}])
+    assert logits.shape == (1, 2, 32, 32)
+    assert not any(p.requires_grad for p in model.parameters())
+    with pytest.raises(RuntimeError, match="nothing to train"):
+        model.loss(torch.rand(1, 3, 32, 32), [])
+
+
+def test_bce_rejects_labels_outside_the_vocabulary():
+    from ovbench.models.segmentors import per_pixel_bce
+
+    logits = torch.zeros(1, 2, 2, 2)
+    assert per_pixel_bce(logits, torch.tensor([[[0, 1], [255, 1]]])).item() == pytest.approx(0.6931, abs=1e-4)
+    with pytest.raises(ValueError, match="vocabulary size"):
+        per_pixel_bce(logits, torch.tensor([[[0, 2], [1, 1]]]))
