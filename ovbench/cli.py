@@ -19,7 +19,7 @@ COMMANDS: Dict[str, Tuple[Optional[str], str, str]] = {
     "test": (None, "evaluate a checkpoint on one or more evaluation sets", "issue 5"),
     "run": ("ovbench.sweep.run", "run an ablation study from a YAML file (optuna)", ""),
     "worker": ("ovbench.sweep.worker", "join a running study as an extra worker", ""),
-    "report": (None, "render a study's results as tables, plots and panels", "issue 7"),
+    "report": ("ovbench.report.cli", "render a study's results as tables, plots and panels", ""),
     "regress": (None, "CI regression against the committed baseline", "issue 7"),
     "params": ("ovbench.params", "print trainable/free/total parameter counts for a config", ""),
     "data": ("ovbench.data.synth.cli", "generate or check datasets (e.g. `ovbench data synth --out DIR`)", ""),

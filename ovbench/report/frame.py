@@ -1,0 +1,76 @@
+"""A study -> one pandas DataFrame, one row per trial: the single input of every table and plot."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Tuple
+
+import optuna
+import pandas as pd
+
+from ovbench.sweep import study as st
+from ovbench.sweep.spec import AblationSpec, load_spec
+
+META_COLS = ("number", "state", "seed", "error", "config_hash", "git_commit", "device", "work_dir", "point_key")
+
+
+def open_for_report(target: str, storage: Optional[str] = None,
+                    work_dir: Optional[str] = None) -> Tuple[optuna.Study, Optional[AblationSpec]]:
+    """A study from an ablation FILE (its default storage) or a STUDY name (``--storage`` or default)."""
+    spec = None
+    if target.endswith((".yaml", ".yml")) or Path(target).is_file():
+        spec = load_spec(target)
+        name = spec.study
+        root = Path(work_dir).resolve() if work_dir else st.default_work_root(spec)
+    else:
+        name = target
+        root = Path(work_dir).resolve() if work_dir else (Path("work_dirs") / "sweeps" / name).resolve()
+    url = storage or (spec.storage if spec and spec.storage else None) or st.default_storage_url(root)
+    return optuna.load_study(storage=st.open_storage(url), study_name=name), spec
+
+
+def swept_params(study: optuna.Study) -> List[str]:
+    """The dotted keys of the study's space, in file order (from the spec stored in the study)."""
+    spec = study.user_attrs.get("spec") or {}
+    return list((spec.get("space") or {}).keys())
+
+
+def study_frame(study: optuna.Study, latest_only: bool = True) -> pd.DataFrame:
+    """One row per trial: params, seed, state, every metric (``<set>/<metric>``), cost, provenance.
+
+    ``latest_only`` keeps the newest COMPLETE trial of each point (a ``--rerun``
+    supersedes older ones) and drops failed trials of points that later completed.
+    """
+    params = swept_params(study)
+    since = float(study.user_attrs.get("rerun_since", 0.0))
+    rows: List[Dict[str, Any]] = []
+    for t in study.get_trials(deepcopy=False):
+        if t.state == optuna.trial.TrialState.RUNNING and latest_only:
+            continue
+        row: Dict[str, Any] = {"number": t.number, "state": t.state.name, "seed": t.user_attrs.get("seed"),
+                               "current": st.counted(t, since)}
+        choices = {k: tuple(v.get("choices") or ()) for k, v in
+                   ((study.user_attrs.get("spec") or {}).get("space") or {}).items()}
+        for key in params:
+            row[key] = st.decode(t.params.get(key), choices.get(key)) if key in t.params else None
+        result = {"metrics": t.user_attrs.get("metrics"), "cost": t.user_attrs.get("cost")}
+        row.update(st.flat_metrics(result))
+        for key in META_COLS[3:]:
+            row[key] = t.user_attrs.get(key)
+        row["duration_s"] = t.duration.total_seconds() if t.duration else None
+        rows.append(row)
+    df = pd.DataFrame(rows)
+    if df.empty or not latest_only:
+        return df
+    df = df[df["current"]]
+    done = df[df["state"] == "COMPLETE"].sort_values("number").drop_duplicates("point_key", keep="last")
+    failed = df[(df["state"] == "FAIL") & ~df["point_key"].isin(done["point_key"])]
+    return pd.concat([done, failed]).sort_values("number").reset_index(drop=True)
+
+
+def metric_columns(df: pd.DataFrame) -> List[str]:
+    """Per-dataset metric columns (``toy/mIoU`` ...), in a stable order."""
+    return [c for c in df.columns if "/" in c]
+
+
+COST_COLS = ("trainable_params", "trainable_params_free", "total_params", "train_time_s", "s_per_iter",
+             "throughput_img_s", "peak_mem_mb", "flops")
