@@ -20,7 +20,7 @@ COMMANDS: Dict[str, Tuple[Optional[str], str, str]] = {
     "run": ("ovbench.sweep.run", "run an ablation study from a YAML file (optuna)", ""),
     "worker": ("ovbench.sweep.worker", "join a running study as an extra worker", ""),
     "report": ("ovbench.report.cli", "render a study's results as tables, plots and panels", ""),
-    "regress": (None, "CI regression against the committed baseline", "issue 7"),
+    "regress": ("ovbench.report.regress", "CI regression against the committed baseline", ""),
     "params": ("ovbench.params", "print trainable/free/total parameter counts for a config", ""),
     "data": ("ovbench.data.synth.cli", "generate or check datasets (e.g. `ovbench data synth --out DIR`)", ""),
     "pretrain-clip": ("ovbench.pretrain.train", "pretrain the tiny CLIP of the embedded benchmark", ""),

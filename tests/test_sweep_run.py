@@ -70,6 +70,7 @@ def complete_counts(study: optuna.Study) -> collections.Counter:
     return collections.Counter(t.user_attrs["point_key"] for t in study.get_trials(states=(TrialState.COMPLETE,)))
 
 
+@pytest.mark.slow
 def test_failing_trial_is_recorded_and_sweep_goes_on(data_env):
     # ResNet depth 19 does not exist: that trial raises inside mmengine; depth 18 must still complete
     spec = write_spec(data_env, "fail", key="model.backbone.depth", values="[19, 18]")
@@ -82,7 +83,7 @@ def test_failing_trial_is_recorded_and_sweep_goes_on(data_env):
     failed = by_state[TrialState.FAIL]
     assert failed.params["model.backbone.depth"] == 19
     assert "KeyError" in failed.user_attrs["error"] and "19" in failed.user_attrs["error"]
-    assert "Traceback" in failed.user_attrs["log_tail"]
+    assert "invalid depth 19" in failed.user_attrs["log_tail"]
     done = by_state[TrialState.COMPLETE]
     assert done.params["model.backbone.depth"] == 18
     assert done.user_attrs["metrics"]["toy"]["mIoU"] >= 0
