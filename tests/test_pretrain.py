@@ -93,3 +93,16 @@ def test_pretraining_batches_never_show_held_out_combinations():
     assert len(negs) == len(owners) > 48
     text = " | ".join(caps + negs)
     assert not [h for h in held if h in text]
+
+
+def test_dense_miou_reads_ovsegdataset_and_reports_split(tiny_checkpoint, tmp_path):
+    from ovbench.data.synth.writers import generate_benchmark
+    from ovbench.pretrain.zeroshot import dense_miou
+
+    out, record = tiny_checkpoint
+    model, tok = load_tiny_clip(out, sha256=record["checkpoint_sha256"])
+    generate_benchmark(tmp_path, seed=0, scale=0.02)
+    res = dense_miou(model, tok, tmp_path, "synth_small", batch=2)
+    assert res["images"] == 2 and res["classes"] == 16 and res["unseen_classes"] == 4
+    for key in ("mIoU", "mIoU_seen", "mIoU_unseen", "random_mIoU", "random_mIoU_unseen"):
+        assert 0.0 <= res[key] <= 100.0 or np.isnan(res[key]), key

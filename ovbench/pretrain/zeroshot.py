@@ -150,16 +150,16 @@ def dense_miou(model, tokenizer, root: Path, name: str, mode: str = "value", bat
 
 
 def _quiet_compute(metric) -> dict:
-    import contextlib
-    import io
+    """compute_metrics without IoUMetric's per-class table in the log (the figures are returned)."""
     import logging
 
-    logger = logging.getLogger("mmengine")
+    from mmengine.logging import MMLogger
+
+    logger = MMLogger.get_current_instance()
     level = logger.level
     logger.setLevel(logging.WARNING)
     try:
-        with contextlib.redirect_stdout(io.StringIO()):
-            return metric.compute_metrics(metric.results)
+        return metric.compute_metrics(metric.results)
     finally:
         logger.setLevel(level)
 
