@@ -1,0 +1,132 @@
+"""Reports and the CI regression on a study filled with known results (no training: claims + records)."""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+from pathlib import Path
+
+import pytest
+
+from ovbench.report import regress, tables
+from ovbench.report.cli import build_report
+from ovbench.report.frame import study_frame, swept_params
+from ovbench.report.plots import pareto_front
+from ovbench.sweep import study as st
+from ovbench.sweep.spec import load_spec
+
+SPEC = """\
+study: rep
+base_config: configs/smoke/tiny_fcn.py
+space:
+  model.decode_head.channels: [8, 16]
+  optim_wrapper.optimizer.lr: [0.1, 0.3]
+seeds: [0, 1]
+datasets: [toy]
+work_dir: {work}
+"""
+
+
+def fake_result(point: dict) -> dict:
+    """Known numbers: mIoU grows with channels and lr, seed adds +-1."""
+    miou = point["model.decode_head.channels"] + 100 * point["optim_wrapper.optimizer.lr"] + (1 if point["seed"] else -1)
+    return {"status": "ok", "metrics": {"toy": {"mIoU": miou, "hIoU": miou / 2}},
+            "cost": {"trainable_params": 1000 * point["model.decode_head.channels"], "train_time_s": 10.0,
+                     "s_per_iter": 0.1, "peak_mem_mb": 500.0, "flops": 1e6},
+            "device": "cpu", "git_commit": "abc"}
+
+
+@pytest.fixture
+def filled(tmp_path):
+    path = tmp_path / "rep.yaml"
+    path.write_text(SPEC.format(work=tmp_path / "work"))
+    spec = load_spec(path)
+    url = st.default_storage_url(st.default_work_root(spec))
+    study = st.open_study(spec, st.open_storage(url), spec.study)
+    owner, attempted = st.Owner.me(), set()
+    while (claim := st.claim_next(study, spec, tmp_path / "work", owner, attempted, 60)) is not None:
+        failing = claim.point["model.decode_head.channels"] == 16 and claim.point["optim_wrapper.optimizer.lr"] == 0.3 \
+            and claim.point["seed"] == 1
+        result = {"status": "failed", "error": "RuntimeError: boom"} if failing else fake_result(claim.point)
+        st.record_result(study, claim.trial, result, spec.objective_metric)
+    return path, study, url
+
+
+def test_frame_has_one_row_per_trial_with_metrics_and_cost(filled):
+    _, study, _ = filled
+    df = study_frame(study)
+    assert len(df) == 8 and (df["state"] == "FAIL").sum() == 1
+    assert {"toy/mIoU", "toy/hIoU", "trainable_params", "seed", "model.decode_head.channels"} <= set(df.columns)
+
+
+def test_summary_mean_std_and_best_marked(filled):
+    _, study, _ = filled
+    params = swept_params(study)
+    table = tables.summarize(study_frame(study), params)
+    row = table[table["setting"] == "channels=8, lr=0.1"].iloc[0]
+    assert row["toy/mIoU"] == pytest.approx(18.0) and row["toy/mIoU:std"] == pytest.approx(math.sqrt(2))
+    assert row["n_seeds"] == 2
+    only = table[table["setting"] == "channels=16, lr=0.3"].iloc[0]
+    assert only["n_seeds"] == 1 and only["toy/mIoU"] == pytest.approx(45.0)  # failed seed left out
+    md = tables.render(table, ["toy/mIoU"], "md")
+    assert "**45.00**" in md and "18.00 ± 1.41" in md and md.count("**") == 2
+    assert "\\textbf{45.00}" in tables.render(table, ["toy/mIoU"], "latex")
+    assert "<b>45.00</b>" in tables.render(table, ["toy/mIoU"], "html")
+    assert "toy/mIoU:std" in tables.render(table, ["toy/mIoU"], "csv").splitlines()[0]
+
+
+def test_report_writes_tables_plots_and_lists_failures(filled, tmp_path):
+    path, _, _ = filled
+    texts = build_report(str(path), ["md", "csv"], tmp_path / "reports")
+    out = tmp_path / "reports" / "rep"
+    assert "RuntimeError: boom" in texts["md"]
+    for name in ("table.md", "table.csv", "trials.csv", "toy_mIoU_vs_channels.png", "toy_mIoU_vs_lr.svg",
+                 "toy_mIoU_vs_trainable_params.png", "toy_mIoU_vs_train_time_s.svg"):
+        assert (out / name).is_file() and (out / name).stat().st_size > 0, name
+
+
+def test_pareto_front():
+    x, y = [1, 2, 3, 4], [10, 5, 20, 15]
+    assert pareto_front(x, y) == [0, 2]
+
+
+def _args(path, url_dir, baseline, update=False):
+    return argparse.Namespace(ablation=str(path), baseline=str(baseline), work_dir=str(url_dir),
+                              update_baseline=update, no_run=True, workers=None)
+
+
+def test_regress_passes_on_own_baseline_and_fails_on_perturbed(filled, tmp_path, capsys, monkeypatch):
+    path, study, url = filled
+    spec = load_spec(path)
+    # regress looks for the hash-named study in its work dir: alias the filled one
+    monkeypatch.setattr(st, "study_name_for", lambda s, new: s.study)
+    work = st.default_work_root(spec)
+    baseline = tmp_path / "baseline.json"
+    assert regress.run(_args(path, work, baseline, update=True)) == 0
+    data = json.loads(baseline.read_text())
+    assert data["settings"]["channels=8, lr=0.1"]["toy/mIoU"] == pytest.approx(18.0)
+    assert regress.run(_args(path, work, baseline)) == 0
+
+    worse = json.loads(baseline.read_text())
+    worse["settings"]["channels=8, lr=0.1"]["toy/mIoU"] += 5.0  # baseline better than now: a drop of 5
+    baseline.write_text(json.dumps(worse))
+    capsys.readouterr()
+    assert regress.run(_args(path, work, baseline)) == 1
+    out = capsys.readouterr().out
+    assert "REGRESSION" in out and "toy/mIoU" in out
+
+    params = json.loads(json.dumps(data))
+    params["settings"]["channels=16, lr=0.1"]["trainable_params"] *= 1.5
+    baseline.write_text(json.dumps(params))
+    assert regress.run(_args(path, work, baseline)) == 1
+
+    missing = json.loads(json.dumps(data))
+    missing["settings"]["channels=32, lr=0.1"] = {"toy/mIoU": 1.0}
+    baseline.write_text(json.dumps(missing))
+    assert regress.run(_args(path, work, baseline)) == 1
+
+    slower_ok = json.loads(json.dumps(data))
+    slower_ok["settings"]["channels=8, lr=0.1"]["s_per_iter"] = 0.09  # now 0.1: +11%, inside +200%
+    slower_ok["settings"]["channels=8, lr=0.1"]["toy/mIoU"] -= 5.0  # now better than baseline: not a failure
+    baseline.write_text(json.dumps(slower_ok))
+    assert regress.run(_args(path, work, baseline)) == 0
