@@ -206,3 +206,35 @@ def test_changed_spec_is_refused_or_run_as_new_study(data_env):
     args.new_study = True
     spec, opts = prepare(args)
     assert opts.study_name == f"guard-{spec.content_hash}"
+
+
+def test_random_sampler_claims_n_trials_then_stops(data_env):
+    path = data_env / "rnd.yaml"
+    path.write_text(SPEC.format(study="rnd", key="optim_wrapper.optimizer.lr", values="{low: 0.001, high: 0.1, log: true}",
+                                work=data_env / "work" / "rnd") + "sampler: random\nn_trials: 3\n")
+    spec = load_spec(path)
+    url = st.default_storage_url(st.default_work_root(spec))
+    study = st.open_study(spec, st.open_storage(url), spec.study)
+    claims = []
+    while (c := st.claim_next(study, spec, data_env, st.Owner.me(), set(), 60)) is not None:
+        claims.append(c)
+        st.record_result(study, c.trial, {"status": "ok", "metrics": {"toy": {"mIoU": 1.0}}}, "toy/mIoU")
+    assert len(claims) == 3
+    assert all(0.001 <= c.point["optim_wrapper.optimizer.lr"] <= 0.1 for c in claims)
+
+
+@pytest.mark.slow
+def test_slurm_executor_with_submitit_local_executor(data_env):
+    import submitit
+
+    from ovbench.sweep import executor as ex
+
+    spec_path = write_spec(data_env, "slurm", values="[4, 8]")
+    args = argparse.Namespace(ablation=str(spec_path), storage=None, work_dir=None, workers=2, executor="slurm",
+                              rerun=False, new_study=False, heartbeat=1.0, grace=60.0, no_progress=True)
+    spec, opts = prepare(args)
+    executor = submitit.LocalExecutor(folder=str(data_env / "submitit"))
+    executor.update_parameters(timeout_min=10)
+    ran = ex.run_slurm(spec, opts, executor=executor)
+    assert sorted(ran) == [0, 1]  # two array jobs shared the two points
+    assert set(complete_counts(load(spec_path)).values()) == {1} and len(complete_counts(load(spec_path))) == 2

@@ -11,6 +11,7 @@ from __future__ import annotations
 import ctypes
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -74,7 +75,22 @@ def trial_request(spec: AblationSpec, claim: st.Claim, roots: Dict[str, str]) ->
     }
 
 
-def run_subprocess(req: Dict[str, Any], opts: RunOptions, beat: Callable[[], None]) -> Dict[str, Any]:
+_ITER_RE = re.compile(rb"Iter\(train\) \[\s*(\d+)/(\d+)\]")
+
+
+def train_progress(log: Path) -> Optional[str]:
+    """``'40/80'``: the last training iteration mmengine logged (read from the log's tail)."""
+    try:
+        with open(log, "rb") as fh:
+            fh.seek(max(0, log.stat().st_size - 8192))
+            hits = _ITER_RE.findall(fh.read())
+    except OSError:
+        return None
+    return f"{int(hits[-1][0])}/{int(hits[-1][1])}" if hits else None
+
+
+def run_subprocess(req: Dict[str, Any], opts: RunOptions, beat: Callable[[], None],
+                   on_progress: Optional[Callable[[str], None]] = None) -> Dict[str, Any]:
     """Run one trial process, heart-beating while it lives; its result (or why it has none)."""
     from ovbench.sweep.trial import log_tail, write_json
 
@@ -98,6 +114,8 @@ def run_subprocess(req: Dict[str, Any], opts: RunOptions, beat: Callable[[], Non
                 beat()
             except Exception:  # a busy storage must not kill the trial; the next beat retries
                 pass
+            if on_progress is not None:
+                on_progress(train_progress(log) or "starting")
             try:
                 proc.wait(timeout=opts.heartbeat_s)
             except subprocess.TimeoutExpired:
@@ -118,11 +136,22 @@ class Progress:
 
     def __init__(self, done: int, total: int, enabled: bool, desc: str):
         self.lock = threading.Lock()
+        self.running: Dict[int, str] = {}
         self.bar = None
         if enabled:
             from tqdm import tqdm
 
             self.bar = tqdm(total=total, initial=done, desc=desc, unit="trial", dynamic_ncols=True, file=sys.stderr)
+
+    def trial(self, number: int, text: Optional[str]) -> None:
+        """Per-trial progress (iterations done) shown beside the sweep bar; None removes it."""
+        with self.lock:
+            if text is None:
+                self.running.pop(number, None)
+            else:
+                self.running[number] = text
+            if self.bar is not None:
+                self.bar.set_postfix_str(" ".join(f"t{n}:{t}" for n, t in sorted(self.running.items())))
 
     def finished(self, line: str, advance: bool) -> None:
         with self.lock:
@@ -159,7 +188,10 @@ def worker_loop(spec: AblationSpec, opts: RunOptions, roots: Dict[str, str], pro
         if claim is None:
             return ran
         tid = claim.trial._trial_id
-        result = run_subprocess(trial_request(spec, claim, roots), opts, lambda: st.heartbeat(storage, tid))
+        number = claim.trial.number
+        result = run_subprocess(trial_request(spec, claim, roots), opts, lambda: st.heartbeat(storage, tid),
+                                lambda text: progress.trial(number, text))
+        progress.trial(number, None)
         state = st.record_result(study, claim.trial, result, spec.objective_metric)
         progress.finished(summary_line(spec, claim, result, state), advance=state == TrialState.COMPLETE)
         ran.append(claim.trial.number)
