@@ -16,7 +16,7 @@ from typing import Dict, List, Optional, Tuple
 COMMANDS: Dict[str, Tuple[Optional[str], str, str]] = {
     "train": ("ovbench.train", "train a model from an mmengine config (mirrors mmseg tools/train.py)", ""),
     "env": ("ovbench.env", "print versions of the stack, the device and whether compiled mmcv ops exist", ""),
-    "test": (None, "evaluate a checkpoint on one or more evaluation sets", "issue 5"),
+    "test": ("ovbench.evaluate", "evaluate a model on every evaluation set of its config (one row each)", ""),
     "run": ("ovbench.sweep.run", "run an ablation study from a YAML file (optuna)", ""),
     "worker": ("ovbench.sweep.worker", "join a running study as an extra worker", ""),
     "report": ("ovbench.report.cli", "render a study's results as tables, plots and panels", ""),

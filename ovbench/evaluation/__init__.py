@@ -1,2 +1,4 @@
-"""Metrics registered in MMSeg's METRICS."""
+"""Metrics registered in MMSeg's METRICS, and multi-dataset evaluation."""
+from ovbench.evaluation.alignment import AlignmentMetric  # noqa: F401
+from ovbench.evaluation.multi_dataset import EVAL_DATASETS_KEY, eval_datasets_of, evaluate_datasets  # noqa: F401
 from ovbench.evaluation.ov_iou_metric import OpenVocabIoUMetric  # noqa: F401

@@ -13,7 +13,7 @@ _test_pipeline_keep_zero = [
     dict(type='LoadAnnotations'),
     dict(type='PackSegInputs'),
 ]
-ov_eval_sets = dict(
+eval_datasets = dict(
     ade150=dict(type='ADE20KDataset', data_root='data/ade/ADEChallengeData2016',
                 data_prefix=dict(img_path='images/validation', seg_map_path='annotations/validation'),
                 pipeline=_test_pipeline),

@@ -45,6 +45,8 @@ class OVCostAggSegmentor(EncoderDecoder):
             from the CLIP model); ``None`` for zero-shot MaskCLIP.
         class_names: a fixed vocabulary; normally left ``None`` and taken from the dataset.
         zero_shot_logit_scale: temperature of the zero-shot cost (CLIP's own is ~100).
+        alignment: record image-text alignment statistics in each predicted sample (for
+            ``AlignmentMetric``); costs one extra CLIP forward per test image.
     """
 
     def __init__(
@@ -53,6 +55,7 @@ class OVCostAggSegmentor(EncoderDecoder):
         aggregator: Optional[Dict[str, Any]] = None,
         class_names: Optional[Sequence[str]] = None,
         zero_shot_logit_scale: float = 100.0,
+        alignment: bool = False,
         train_cfg: OptConfigType = None,
         test_cfg: OptConfigType = None,
         data_preprocessor: OptConfigType = None,
@@ -70,6 +73,7 @@ class OVCostAggSegmentor(EncoderDecoder):
             width = self.backbone.clip.visual.transformer.width
             self.aggregator = CostAggregator(embed_dim=self.backbone.embed_dim, clip_width=width, **aggregator)
         self.zero_shot_logit_scale = zero_shot_logit_scale
+        self.alignment = alignment
         self.align_corners = False
         self.train_cfg = train_cfg or {}
         self.test_cfg = test_cfg or dict(mode="whole")
@@ -127,6 +131,17 @@ class OVCostAggSegmentor(EncoderDecoder):
     def _forward(self, inputs: Tensor, data_samples: SampleList = None) -> Tensor:
         return self._logits(inputs)
 
+    def predict(self, inputs: Tensor, data_samples: SampleList = None) -> SampleList:
+        results = super().predict(inputs, data_samples)
+        if self.alignment and data_samples is not None:
+            with torch.no_grad():
+                feats = self.backbone(inputs, self.class_names)
+                cost = CostAggregator.cost_volume(feats["dense"], feats["text"])
+            for i, sample in enumerate(results):
+                gt = _gt_on_grid(sample, inputs.shape[2:], cost.shape[2:])
+                sample.alignment = alignment_stats(cost[i], gt)
+        return results
+
     def loss(self, inputs: Tensor, data_samples: SampleList) -> Dict[str, Tensor]:
         if self.aggregator is None:
             raise RuntimeError("OVCostAggSegmentor: zero-shot mode (aggregator=None) has nothing to train")
@@ -157,3 +172,31 @@ def per_pixel_bce(logits: Tensor, target: Tensor, ignore_index: int = 255) -> Te
     one_hot = F.one_hot(safe, logits.shape[1]).permute(0, 3, 1, 2).to(logits.dtype)
     loss = F.binary_cross_entropy_with_logits(logits, one_hot, reduction="none").mean(1)
     return loss[valid].mean()
+
+
+def _gt_on_grid(sample: Any, input_hw: Sequence[int], grid_hw: Sequence[int]) -> Tensor:
+    """Ground truth mapped onto the patch grid: resized to the image as fed, padded, nearest-downsampled."""
+    gt = sample.gt_sem_seg.data.float()[None]
+    img_h, img_w = sample.metainfo.get("img_shape", tuple(input_hw))[:2]
+    gt = F.interpolate(gt, size=(int(img_h), int(img_w)), mode="nearest")
+    gt = F.pad(gt, (0, int(input_hw[1]) - int(img_w), 0, int(input_hw[0]) - int(img_h)), value=255)
+    return F.interpolate(gt, size=tuple(grid_hw), mode="nearest")[0, 0].long()
+
+
+def alignment_stats(cost: Tensor, gt: Tensor, ignore_index: int = 255) -> Dict[str, Any]:
+    """Per-class sums over pixels of that class: cosine to the true class, and its margin over
+    the best wrong class; with pixel counts. ``cost``: ``[C, h, w]`` cosines; ``gt``: ``[h, w]``."""
+    num_classes = cost.shape[0]
+    valid = (gt != ignore_index) & (gt < num_classes)
+    sims = cost.flatten(1)[:, valid.flatten()].double()  # [C, N]
+    labels = gt[valid]
+    idx = torch.arange(labels.numel(), device=labels.device)
+    true = sims[labels, idx]
+    others = sims.clone()
+    others[labels, idx] = float("-inf")
+    margin = true - others.max(0).values if num_classes > 1 else torch.zeros_like(true)
+    return dict(
+        sum_cos=torch.bincount(labels, weights=true, minlength=num_classes).cpu().numpy(),
+        sum_margin=torch.bincount(labels, weights=margin, minlength=num_classes).cpu().numpy(),
+        count=torch.bincount(labels, minlength=num_classes).double().cpu().numpy(),
+    )
