@@ -104,3 +104,18 @@ def test_tpe_needs_n_trials_and_accepts_ranges(tmp_path):
     assert any(p.key == "n_trials" for p in err.problems)
     spec = load_spec(write(tmp_path, text + "n_trials: 3\n"))
     assert spec.space["optim_wrapper.optimizer.lr"].kind == "float" and spec.n_trials == 3
+
+
+def test_named_choices_and_keys_inside_an_override(tmp_path):
+    text = GOOD.replace("  model.decode_head.channels: [8, 16]\n", "  model.decode_head.norm_cfg.eps: [0.001]\n"
+                        "  model.decode_head.loss_decode:\n    named: {ce: {loss_weight: 1.0}, ce2: {loss_weight: 2.0}}\n")
+    # norm_cfg.eps exists only once an override adds it
+    err = errors(tmp_path, text)
+    assert any(p.key == "space.model.decode_head.norm_cfg.eps" for p in err.problems)
+    spec = load_spec(write(tmp_path, text.replace("  train_cfg.max_iters: 4\n",
+                                                  "  train_cfg.max_iters: 4\n  model.decode_head.norm_cfg: {type: BN, eps: 0.1}\n")))
+    loss = spec.space["model.decode_head.loss_decode"]
+    assert loss.options() == ("ce", "ce2")
+    point = spec.grid_points()[-1]
+    assert point["model.decode_head.loss_decode"] == "ce2"
+    assert spec.config_params(point)["model.decode_head.loss_decode"] == {"loss_weight": 2.0}

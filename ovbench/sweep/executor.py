@@ -65,7 +65,7 @@ def _die_with_parent() -> None:
 
 
 def trial_request(spec: AblationSpec, claim: st.Claim, roots: Dict[str, str]) -> Dict[str, Any]:
-    params = {k: v for k, v in claim.point.items() if k != "seed"}
+    params = spec.config_params(claim.point)
     return {
         "study": spec.study, "trial_number": claim.trial.number, "base_config": str(spec.base_config_path()),
         "params": params, "seed": claim.point["seed"], "overrides": spec.overrides,

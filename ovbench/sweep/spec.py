@@ -51,6 +51,7 @@ SAMPLERS = ("grid", "tpe", "random")
 EXECUTORS = ("local", "slurm", "torchrun")
 EXECUTOR_KEYS = ("type", "workers", "timeout_min", "slurm", "gpus_per_trial")
 RANGE_KEYS = ("low", "high", "log", "step", "type")
+NAMED_KEY = "named"  # {named: {label: value, ...}}: choices a report shows by label
 #: metrics a trial reports per evaluation set (PQ/SQ/RQ once panoptic evaluation lands)
 DATASET_METRICS = ("mIoU", "mIoU_seen", "mIoU_unseen", "hIoU", "aAcc", "mAcc", "PQ", "SQ", "RQ")
 #: cost metrics a trial reports (objective may name these too)
@@ -95,8 +96,21 @@ class ParamSpec:
     log: bool = False
     step: Optional[float] = None
     kind: str = "choice"  # choice | int | float
+    labels: Optional[Tuple[str, ...]] = None  # named choices: the label is the trial's param
+
+    def options(self) -> Tuple[Any, ...]:
+        """What a trial's param takes: the labels of named choices, else the choices."""
+        return self.labels if self.labels is not None else tuple(self.choices or ())
+
+    def value_of(self, option: Any) -> Any:
+        """The config value of a param (a label maps to its value)."""
+        if self.labels is not None and option in self.labels:
+            return (self.choices or ())[self.labels.index(option)]
+        return option
 
     def to_dict(self) -> Dict[str, Any]:
+        if self.kind == "choice" and self.labels is not None:
+            return {"choices": list(self.labels), "values": list(self.choices or ())}
         if self.kind == "choice":
             return {"choices": list(self.choices or ())}
         return {"kind": self.kind, "low": self.low, "high": self.high, "log": self.log, "step": self.step}
@@ -137,11 +151,15 @@ class AblationSpec:
     work_dir: Optional[str] = None
     paper: Dict[str, Any] = field(default_factory=dict)
 
+    def config_params(self, point: Dict[str, Any]) -> Dict[str, Any]:
+        """A point's dotted-key -> config value (named choices resolved; ``seed`` dropped)."""
+        return {k: self.space[k].value_of(v) for k, v in point.items() if k in self.space}
+
     def grid_points(self) -> List[Dict[str, Any]]:
         """Every (params, seed) of a grid study, in a stable order; seed under key ``seed``."""
         keys = list(self.space)
         out = []
-        for values in itertools.product(*(self.space[k].choices or () for k in keys)):
+        for values in itertools.product(*(self.space[k].options() for k in keys)):
             for seed in self.seeds:
                 point = dict(zip(keys, values))
                 point["seed"] = seed
@@ -293,11 +311,11 @@ def _build(file: str, data: Dict[str, Any], chk: _Checker, check_config: bool) -
             chk.problems.append(Problem(file, key, "required key is missing", None))
     sampler = _check_sampler(data, chk)
     base_cfg = _check_base_config(data, chk, check_config)
-    space = _check_space(data, chk, sampler, base_cfg)
+    overrides = _check_overrides(data, chk, base_cfg)
+    space = _check_space(data, chk, sampler, _merged(base_cfg, overrides))
     seeds = _check_seeds(data, chk)
     dsets = _check_datasets(data, chk)
     metric, direction = _check_objective(data, chk, dsets, sampler)
-    overrides = _check_overrides(data, chk, base_cfg)
     executor = _check_executor(data, chk)
     n_trials = _check_n_trials(data, chk, sampler, space)
     for key in ("study", "description", "storage", "work_dir", "real_config"):
@@ -334,6 +352,20 @@ def _check_sampler(data: Dict[str, Any], chk: _Checker) -> str:
     return sampler
 
 
+def _merged(base_cfg: Any, overrides: Dict[str, Any]) -> Any:
+    """Base config with the overrides applied: swept keys may live in a dict an override sets."""
+    if base_cfg is None or not overrides:
+        return base_cfg
+    import copy
+
+    merged = copy.deepcopy(base_cfg)
+    try:
+        merged.merge_from_dict(overrides)
+    except Exception:  # a bad override is reported by _check_overrides; check against the base
+        return base_cfg
+    return merged
+
+
 def _check_base_config(data: Dict[str, Any], chk: _Checker, check_config: bool) -> Any:
     """Load the base config with mmengine, so dotted keys can be checked against it."""
     base = data.get("base_config")
@@ -364,8 +396,8 @@ def _check_key(chk: _Checker, path: Tuple[str, ...], dotted: str, values: Sequen
         return
     current = lookup(base_cfg, dotted)
     if current is _MISSING:
-        chk.add(path, "key does not exist in the base config (expected an existing dotted key, e.g. "
-                "model.decode_head.channels)")
+        chk.add(path, "key does not exist in the base config (with the overrides applied); expected an "
+                "existing dotted key, e.g. model.decode_head.channels")
         return
     for v in values:
         if not _compatible(current, v):
@@ -415,10 +447,20 @@ def _check_param(chk: _Checker, path: Tuple[str, ...], key: str, value: Any, sam
             chk.add(path, "duplicate values; each value must appear once")
             return None
         return ParamSpec(key, choices=tuple(value))
+    if isinstance(value, dict) and set(value) == {NAMED_KEY}:
+        named = value[NAMED_KEY]
+        if not isinstance(named, dict) or not named:
+            chk.add(path + (NAMED_KEY,), "expected a non-empty mapping of label -> value")
+            return None
+        if not all(isinstance(k, str) for k in named):
+            chk.add(path + (NAMED_KEY,), "labels must be strings")
+            return None
+        return ParamSpec(key, choices=tuple(named.values()), labels=tuple(named))
     if isinstance(value, dict):
         unknown = [k for k in value if k not in RANGE_KEYS]
         if unknown:
-            chk.add(path + (str(unknown[0]),), f"unknown range key; expected {', '.join(RANGE_KEYS)}")
+            chk.add(path + (str(unknown[0]),), f"unknown range key; expected {', '.join(RANGE_KEYS)} "
+                    f"(or {{{NAMED_KEY}: {{label: value}}}} for named choices)")
             return None
         if sampler == "grid":
             chk.add(path, "a range needs sampler tpe or random; grid needs an explicit list of values")

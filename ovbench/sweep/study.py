@@ -174,7 +174,7 @@ def distributions(spec: AblationSpec) -> Dict[str, Any]:
     out: Dict[str, Any] = {}
     for key, p in spec.space.items():
         if p.kind == "choice":
-            out[key] = CategoricalDistribution([encode(c) for c in p.choices or ()])
+            out[key] = CategoricalDistribution([encode(c) for c in p.options()])
         elif p.kind == "int":
             out[key] = IntDistribution(int(p.low), int(p.high), log=p.log, step=int(p.step or 1))
         else:
@@ -184,7 +184,7 @@ def distributions(spec: AblationSpec) -> Dict[str, Any]:
 
 def trial_point(spec: AblationSpec, trial: FrozenTrial) -> Dict[str, Any]:
     """The decoded params + seed of a trial (the grid point it ran)."""
-    point = {k: decode(v, spec.space[k].choices if k in spec.space else None) for k, v in trial.params.items()}
+    point = {k: decode(v, spec.space[k].options() if k in spec.space else None) for k, v in trial.params.items()}
     point["seed"] = trial.user_attrs.get("seed")
     return point
 
@@ -386,7 +386,7 @@ def _claim_sampled(study: optuna.Study, spec: AblationSpec, work_root: Path, own
     if len(live) >= (spec.n_trials or 0) or len(attempted) >= 2 * (spec.n_trials or 0):
         return None
     trial = study.ask(distributions(spec))
-    point = {k: decode(v, spec.space[k].choices) for k, v in trial.params.items()}
+    point = {k: decode(v, spec.space[k].options()) for k, v in trial.params.items()}
     point["seed"] = spec.seeds[trial.number % len(spec.seeds)]
     attempted.add(str(trial.number))
     user, system = _new_trial_attrs(point, owner)
