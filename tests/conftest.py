@@ -17,3 +17,11 @@ def toy_dataset(tmp_path_factory) -> Path:
     """A session-wide toy dataset root (read-only by convention)."""
     return write_toy_dataset(tmp_path_factory.mktemp("toy_data"))
 
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _mmseg_scope():
+    """Build registry objects in mmseg's scope outside a Runner, as MMSeg's own tests do."""
+    from mmengine.registry import init_default_scope
+
+    init_default_scope("mmseg")

@@ -5,4 +5,5 @@ _base_ = [
     '../_base_/models/ov_cost_agg_vitb16.py',
     '../_base_/datasets/coco_stuff171_ov.py',
     '../_base_/schedules/catseg_80k.py',
+    '../_base_/datasets/ov_eval_sets.py',
 ]

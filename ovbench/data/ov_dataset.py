@@ -27,8 +27,14 @@ from mmseg.registry import DATASETS
 
 VOCABULARY_FORM = (
     'a JSON object {"name": str, "classes": [str, ...], "unseen": [str, ...] (optional), '
-    '"palette": [[r, g, b], ...] (optional)}'
+    '"prompts": {class: [name, ...]} (optional), "palette": [[r, g, b], ...] (optional)}'
 )
+#: Vocabularies shipped with ovbench (``vocabulary='ade847'`` in a config).
+SHIPPED_VOCABULARIES = osp.join(osp.dirname(__file__), "vocabularies")
+
+
+def shipped_vocabularies() -> List[str]:
+    return sorted(f[:-5] for f in os.listdir(SHIPPED_VOCABULARIES) if f.endswith(".json"))
 
 
 @dataclass(frozen=True)
@@ -39,6 +45,8 @@ class Vocabulary:
     classes: tuple
     unseen: frozenset = field(default_factory=frozenset)
     palette: Optional[tuple] = None
+    #: class -> the names it is prompted with (its score is the max over them); default: its own name
+    prompts: Dict[str, tuple] = field(default_factory=dict)
 
     @property
     def seen(self) -> frozenset:
@@ -51,6 +59,7 @@ class Vocabulary:
             palette=[list(c) for c in palette],
             unseen_classes=tuple(c for c in self.classes if c in self.unseen),
             seen_classes=tuple(c for c in self.classes if c not in self.unseen),
+            class_prompts={c: list(p) for c, p in self.prompts.items()},
             vocabulary_name=self.name,
         )
 
@@ -75,8 +84,14 @@ def load_vocabulary(source: Union[str, os.PathLike, Dict[str, Any]]) -> Vocabula
         raw, where = source, "<vocabulary dict>"
     else:
         where = os.fspath(source)
+        shipped = osp.join(SHIPPED_VOCABULARIES, f"{where}.json")
+        if not osp.isfile(where) and osp.sep not in where and osp.isfile(shipped):
+            where = shipped
         if not osp.isfile(where):
-            raise FileNotFoundError(f"vocabulary file not found: {where}. Expected {VOCABULARY_FORM}.")
+            raise FileNotFoundError(
+                f"vocabulary file not found: {where} (nor a shipped vocabulary: {shipped_vocabularies()}). "
+                f"Expected {VOCABULARY_FORM}."
+            )
         with open(where, encoding="utf-8") as f:
             try:
                 raw = json.load(f)
@@ -104,8 +119,22 @@ def load_vocabulary(source: Union[str, os.PathLike, Dict[str, Any]]) -> Vocabula
         if not ok:
             _fail(where, "palette", f"must be {len(classes)} [r, g, b] triples")
         palette = tuple(tuple(int(v) for v in c) for c in palette)
+    prompts = raw.get("prompts", {})
+    if not isinstance(prompts, dict):
+        _fail(where, "prompts", "must be an object {class name: [prompt name, ...]}")
+    for cls, names in prompts.items():
+        if cls not in classes:
+            _fail(where, f"prompts.{cls}", "is not in 'classes'")
+        if not isinstance(names, list) or not names or not all(isinstance(n, str) and n for n in names):
+            _fail(where, f"prompts.{cls}", "must be a non-empty list of non-empty strings")
     name = raw.get("name", osp.splitext(osp.basename(where))[0])
-    return Vocabulary(name=str(name), classes=tuple(classes), unseen=frozenset(unseen), palette=palette)
+    return Vocabulary(
+        name=str(name),
+        classes=tuple(classes),
+        unseen=frozenset(unseen),
+        palette=palette,
+        prompts={c: tuple(n) for c, n in prompts.items()},
+    )
 
 
 @DATASETS.register_module()
@@ -114,7 +143,13 @@ class OVSegDataset(BaseSegDataset):
 
     Args:
         vocabulary: path to the vocabulary JSON (relative paths are resolved
-            against ``data_root``) or an equivalent dict.
+            against ``data_root``), the name of a shipped vocabulary
+            (``ade847``, ``pc459``, ``voc20``, ``voc20b``), or an equivalent dict.
+        list_from: ``'images'`` (every image needs a label) or ``'labels'`` (list
+            the labelled images only: VOC/PASCAL-Context keep all images in one
+            ``JPEGImages`` folder but label a subset).
+        ignore_index: label value to ignore; exported in the metainfo so that
+            ``OpenVocabIoUMetric`` uses the same one (65535 for 16-bit label sets).
     """
 
     def __init__(
@@ -123,18 +158,26 @@ class OVSegDataset(BaseSegDataset):
         img_suffix: str = ".png",
         seg_map_suffix: str = ".png",
         reduce_zero_label: bool = False,
+        list_from: str = "images",
+        ignore_index: int = 255,
         **kwargs: Any,
     ) -> None:
+        if list_from not in ("images", "labels"):
+            raise ValueError(f"{type(self).__name__}: list_from must be 'images' or 'labels', got {list_from!r}")
+        self.list_from = list_from
         data_root = kwargs.get("data_root") or ""
         if isinstance(vocabulary, str) and not osp.isabs(vocabulary) and data_root:
-            vocabulary = osp.join(data_root, vocabulary)
+            local = osp.join(data_root, vocabulary)
+            if osp.isfile(local) or vocabulary.endswith(".json"):
+                vocabulary = local
         self.vocabulary = load_vocabulary(vocabulary)
-        metainfo = dict(self.vocabulary.metainfo())
+        metainfo = dict(self.vocabulary.metainfo(), ignore_index=ignore_index)
         metainfo.update(kwargs.pop("metainfo", None) or {})
         super().__init__(
             img_suffix=img_suffix,
             seg_map_suffix=seg_map_suffix,
             reduce_zero_label=reduce_zero_label,
+            ignore_index=ignore_index,
             metainfo=metainfo,
             **kwargs,
         )
@@ -147,6 +190,8 @@ class OVSegDataset(BaseSegDataset):
                 f"{self.data_root!r}). Expected MMSeg's layout DATA_ROOT/img_dir/<split>/*{self.img_suffix} "
                 f"with labels in DATA_ROOT/ann_dir/<split>/*{self.seg_map_suffix}; see docs/datasets.md."
             )
+        if self.list_from == "labels":
+            return self._list_from_labels(img_dir)
         data_list = super().load_data_list()
         ann_dir = self.data_prefix.get("seg_map_path", "")
         if ann_dir:
@@ -156,6 +201,24 @@ class OVSegDataset(BaseSegDataset):
                     f"{type(self).__name__}: {len(missing)} image(s) in {img_dir} have no label in {ann_dir}, "
                     f"e.g. {missing[0]}. Every image needs a label PNG of the same stem; see docs/datasets.md."
                 )
+        return data_list
+
+    def _list_from_labels(self, img_dir: str) -> List[dict]:
+        ann_dir = self.data_prefix.get("seg_map_path", "")
+        if not osp.isdir(ann_dir):
+            raise FileNotFoundError(f"{type(self).__name__}: label folder not found: {ann_dir!r}; see docs/datasets.md")
+        data_list = []
+        for name in sorted(os.listdir(ann_dir)):
+            if not name.endswith(self.seg_map_suffix):
+                continue
+            stem = name[: -len(self.seg_map_suffix)]
+            img = osp.join(img_dir, stem + self.img_suffix)
+            if not osp.isfile(img):
+                raise FileNotFoundError(f"{type(self).__name__}: label {osp.join(ann_dir, name)} has no image {img}")
+            data_list.append(dict(img_path=img, seg_map_path=osp.join(ann_dir, name), label_map=self.label_map,
+                                  reduce_zero_label=self.reduce_zero_label, seg_fields=[]))
+        if not data_list:
+            raise FileNotFoundError(f"{type(self).__name__}: no *{self.seg_map_suffix} labels in {ann_dir}")
         return data_list
 
 

@@ -6,7 +6,7 @@ groups its per-class IoU by the dataset's ``unseen_classes`` metainfo.
 """
 from __future__ import annotations
 
-from typing import Dict, List, Sequence
+from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 from mmseg.evaluation import IoUMetric
@@ -30,10 +30,17 @@ class OpenVocabIoUMetric(IoUMetric):
     ``IoU.<class name>``, which the sweep layer stores for reports.
     """
 
-    def __init__(self, per_class: bool = False, **kwargs) -> None:
+    def __init__(self, per_class: bool = False, ignore_index: Optional[int] = None, **kwargs) -> None:
         kwargs.setdefault("iou_metrics", ["mIoU"])
-        super().__init__(**kwargs)
+        super().__init__(ignore_index=255 if ignore_index is None else ignore_index, **kwargs)
         self.per_class = per_class
+        # None: follow the dataset (metainfo 'ignore_index', e.g. 65535 for 16-bit label sets).
+        self._ignore_from_dataset = ignore_index is None
+
+    def process(self, data_batch: dict, data_samples: Sequence[dict]) -> None:
+        if self._ignore_from_dataset and self.dataset_meta:
+            self.ignore_index = int(self.dataset_meta.get("ignore_index", 255))
+        super().process(data_batch, data_samples)
 
     def compute_metrics(self, results: list) -> Dict[str, float]:
         metrics = super().compute_metrics(results)

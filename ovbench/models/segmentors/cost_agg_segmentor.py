@@ -78,10 +78,39 @@ class OVCostAggSegmentor(EncoderDecoder):
         self.train_cfg = train_cfg or {}
         self.test_cfg = test_cfg or dict(mode="whole")
         self._class_names = tuple(class_names) if class_names else None
+        self._class_prompts: Optional[Dict[str, Sequence[str]]] = None
 
     # -------------------------------------------------------------- vocabulary
-    def set_vocabulary(self, class_names: Sequence[str]) -> None:
+    def set_vocabulary(self, class_names: Sequence[str], prompts: Optional[Dict[str, Sequence[str]]] = None) -> None:
+        """Set the classes to predict; ``prompts`` maps a class to the names it is prompted
+        with (its score is the max over them, e.g. VOC-20b's 'background')."""
         self._class_names = tuple(class_names)
+        self._class_prompts = dict(prompts or {})
+
+    @property
+    def class_prompts(self) -> Dict[str, Sequence[str]]:
+        if self._class_prompts is not None:
+            return self._class_prompts
+        meta = getattr(self, "dataset_meta", None) or {}
+        return dict(meta.get("class_prompts") or {})
+
+    def prompt_names(self) -> tuple:
+        """The text prompts in order, and per class the slice of them it owns."""
+        names: List[str] = []
+        groups: List[slice] = []
+        prompts = self.class_prompts
+        for cls in self.class_names:
+            own = list(prompts.get(cls) or [cls])
+            groups.append(slice(len(names), len(names) + len(own)))
+            names.extend(own)
+        return tuple(names), groups
+
+    @staticmethod
+    def merge_prompts(scores: Tensor, groups: List[slice]) -> Tensor:
+        """``[B, P, ...]`` prompt scores -> ``[B, C, ...]`` class scores (max within each class)."""
+        if all(g.stop - g.start == 1 for g in groups):
+            return scores
+        return torch.stack([scores[:, g].max(1).values for g in groups], 1)
 
     @property
     def class_names(self) -> tuple:
@@ -114,15 +143,17 @@ class OVCostAggSegmentor(EncoderDecoder):
 
     # -------------------------------------------------------------- forward
     def extract_feat(self, inputs: Tensor) -> Dict[str, Any]:
-        return self.backbone(inputs, self.class_names)
+        return self.backbone(inputs, self.prompt_names()[0])
 
     def _logits(self, inputs: Tensor) -> Tensor:
         feats = self.extract_feat(inputs)
+        groups = self.prompt_names()[1]
         if self.aggregator is None:
             cost = CostAggregator.cost_volume(feats["dense"], feats["text"])
-            return cost * self.zero_shot_logit_scale
+            return self.merge_prompts(cost * self.zero_shot_logit_scale, groups)
         # Deepest intermediate layer feeds the first (coarsest) decoder stage.
-        return self.aggregator(feats["dense"], feats["text"], feats["features"][::-1])
+        logits = self.aggregator(feats["dense"], feats["text"], feats["features"][::-1])
+        return self.merge_prompts(logits, groups)
 
     def encode_decode(self, inputs: Tensor, batch_img_metas: List[dict]) -> Tensor:
         logits = self._logits(inputs)
@@ -135,8 +166,9 @@ class OVCostAggSegmentor(EncoderDecoder):
         results = super().predict(inputs, data_samples)
         if self.alignment and data_samples is not None:
             with torch.no_grad():
-                feats = self.backbone(inputs, self.class_names)
+                feats = self.extract_feat(inputs)
                 cost = CostAggregator.cost_volume(feats["dense"], feats["text"])
+                cost = self.merge_prompts(cost, self.prompt_names()[1])
             for i, sample in enumerate(results):
                 gt = _gt_on_grid(sample, inputs.shape[2:], cost.shape[2:])
                 sample.alignment = alignment_stats(cost[i], gt)

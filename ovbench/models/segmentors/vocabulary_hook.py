@@ -18,12 +18,12 @@ def _model(runner):
     return model.module if is_model_wrapper(model) else model
 
 
-def _classes(dataloader) -> tuple:
+def _vocabulary(dataloader) -> tuple:
     dataset = dataloader.dataset
     classes = dataset.metainfo.get("classes")
     if not classes:
         raise RuntimeError(f"VocabularyHook: dataset {type(dataset).__name__} has no 'classes' in its metainfo")
-    return tuple(classes)
+    return tuple(classes), dict(dataset.metainfo.get("class_prompts") or {})
 
 
 @HOOKS.register_module()
@@ -35,7 +35,8 @@ class VocabularyHook(Hook):
     def _set(self, runner, dataloader) -> None:
         model = _model(runner)
         if hasattr(model, "set_vocabulary"):
-            model.set_vocabulary(_classes(dataloader))
+            classes, prompts = _vocabulary(dataloader)
+            model.set_vocabulary(classes, prompts)
 
     def before_train(self, runner) -> None:
         self._set(runner, runner.train_dataloader)
