@@ -2,13 +2,12 @@
 from __future__ import annotations
 
 import math
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Dict, Optional, Sequence
 
 import pandas as pd
 
 from ovbench.report.frame import COST_COLS, metric_columns
 
-LOWER_IS_BETTER = set()  # every dataset metric (mIoU, hIoU, PQ ...) is higher-is-better
 DEFAULT_METRICS = ("mIoU", "mIoU_seen", "mIoU_unseen", "hIoU", "PQ")
 TABLE_COST = ("trainable_params", "train_time_s", "s_per_iter", "peak_mem_mb")
 

@@ -3,23 +3,17 @@
 An ablation names datasets (``datasets: [toy]``), never paths, so one file runs
 on any machine: the name resolves here to a data root, generated on first use
 when the dataset is synthetic. ``toy`` is the only one that exists today (a
-3-class shapes set, the same recipe as ``tests/conftest.py``); the embedded
-synthetic benchmark (issue 3) and real layouts register here when they land.
+3-class shapes set of :mod:`ovbench.data.toy`); the embedded synthetic benchmark
+(``ovbench.data.synth``) and real layouts register here once a config evaluates them.
 """
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Dict, Optional
-
-import numpy as np
-
-TOY_CLASSES = ["background", "red square", "blue disc"]
-
 
 @dataclass(frozen=True)
 class DatasetEntry:
@@ -33,32 +27,11 @@ class DatasetEntry:
     val_prefix: tuple = ("img_dir/val", "ann_dir/val")
 
 
-def write_toy(root: Path, n_train: int = 8, n_val: int = 4, size: int = 64, seed: int = 0) -> None:
-    """Red squares and blue discs on noisy grey; 'blue disc' is unseen (deterministic in ``seed``)."""
-    from PIL import Image
+def write_toy(root: Path) -> None:
+    """The toy set of :mod:`ovbench.data.toy` (3 classes, 'blue disc' unseen, deterministic)."""
+    from ovbench.data.toy import write_toy_dataset
 
-    rng = np.random.default_rng(seed)
-    yy, xx = np.mgrid[:size, :size]
-    for split, n in (("train", n_train), ("val", n_val)):
-        (root / "img_dir" / split).mkdir(parents=True, exist_ok=True)
-        (root / "ann_dir" / split).mkdir(parents=True, exist_ok=True)
-        for i in range(n):
-            img = rng.normal(128, 20, (size, size, 3)).clip(0, 255)
-            label = np.zeros((size, size), np.uint8)
-            for cls in (1, 2):
-                cy, cx = rng.integers(size // 6, size - size // 6, 2)
-                r = int(rng.integers(size // 10, size // 5))
-                if cls == 1:
-                    mask = (np.abs(yy - cy) <= r) & (np.abs(xx - cx) <= r)
-                else:
-                    mask = (yy - cy) ** 2 + (xx - cx) ** 2 <= r * r
-                img[mask] = (220, 40, 40) if cls == 1 else (40, 60, 220)
-                label[mask] = cls
-            Image.fromarray(img.astype(np.uint8)).save(root / "img_dir" / split / f"{i:04d}.png")
-            Image.fromarray(label).save(root / "ann_dir" / split / f"{i:04d}.png")
-    (root / "vocabulary.json").write_text(
-        json.dumps({"name": "toy", "classes": TOY_CLASSES, "unseen": ["blue disc"]})
-    )
+    write_toy_dataset(root)
 
 
 REGISTRY: Dict[str, DatasetEntry] = {
