@@ -130,3 +130,27 @@ def test_regress_passes_on_own_baseline_and_fails_on_perturbed(filled, tmp_path,
     slower_ok["settings"]["channels=8, lr=0.1"]["toy/mIoU"] -= 5.0  # now better than baseline: not a failure
     baseline.write_text(json.dumps(slower_ok))
     assert regress.run(_args(path, work, baseline)) == 0
+
+
+def test_qualitative_panel_from_saved_predictions(tmp_path):
+    from PIL import Image
+
+    from ovbench.report.panels import panel
+    import numpy as np
+    import pandas as pd
+
+    img, gt, p1, p2 = (tmp_path / f"{n}.png" for n in ("img", "gt", "p1", "p2"))
+    Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(img)
+    for path, v in ((gt, 1), (p1, 1), (p2, 2)):
+        Image.fromarray(np.full((8, 8), v, np.uint8)).save(path)
+    preds = lambda p: {"toy": [{"img_path": str(img), "seg_map_path": str(gt), "pred": str(p)}]}  # noqa: E731
+    df = pd.DataFrame([
+        {"state": "COMPLETE", "seed": 0, "setting": "a", "predictions": preds(p1)},
+        {"state": "COMPLETE", "seed": 1, "setting": "a", "predictions": preds(p2)},  # second seed: not shown
+        {"state": "COMPLETE", "seed": 0, "setting": "b", "predictions": preds(p2)},
+        {"state": "FAIL", "seed": 0, "setting": "c", "predictions": None},
+    ])
+    files = panel(df, tmp_path)
+    assert files == [tmp_path / "panel_toy.png"]
+    w, h = Image.open(files[0]).size
+    assert w > h * 3  # image | GT | a | b side by side in one row

@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 from typing import Dict, List, Optional
 
-from ovbench.report import plots, tables
+from ovbench.report import panels, plots, tables
 from ovbench.report.frame import open_for_report, study_frame, swept_params
 
 EXT = {"md": "md", "latex": "tex", "csv": "csv", "html": "html"}
@@ -46,10 +46,13 @@ def build_report(target: str, formats: List[str], out_root: Path, storage: Optio
             text = head + "\n" + text + _failures_md(df, params)
         (out_dir / f"table.{EXT[fmt]}").write_text(text)
         texts[fmt] = text
-    df.to_csv(out_dir / "trials.csv", index=False)
+    df.drop(columns=["predictions"], errors="ignore").to_csv(out_dir / "trials.csv", index=False)
     objective = metric or (study.user_attrs.get("spec") or {}).get("objective", [None])[0]
     if plots_on and objective:
         plots.all_plots(table, params, objective, out_dir)
+    if plots_on and not df.empty:
+        labelled = df.assign(setting=[tables.setting_label(r, params) for r in df.astype(object).to_dict("records")])
+        panels.panel(labelled, out_dir)
     return texts
 
 

@@ -57,6 +57,7 @@ def study_frame(study: optuna.Study, latest_only: bool = True) -> pd.DataFrame:
         for key in META_COLS[3:]:
             row[key] = t.user_attrs.get(key)
         row["duration_s"] = t.duration.total_seconds() if t.duration else None
+        row["predictions"] = t.user_attrs.get("predictions")
         rows.append(row)
     df = pd.DataFrame(rows)
     if df.empty or not latest_only:

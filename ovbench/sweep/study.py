@@ -253,7 +253,7 @@ def record_result(study: optuna.Study, trial: FrozenTrial, result: Dict[str, Any
     if ok and (value is None or value != value):
         ok, result = False, dict(result, status="failed", error=f"objective {objective} is missing or NaN")
     for key in ("metrics", "cost", "config_hash", "git_commit", "device", "work_dir", "error", "log_tail",
-                "status"):
+                "status", "predictions"):
         if key in result:
             storage.set_trial_user_attr(tid, key, result[key])
     state = TrialState.COMPLETE if ok else TrialState.FAIL

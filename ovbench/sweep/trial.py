@@ -81,6 +81,45 @@ def evaluate(runner: Any, cfg: Any, datasets: Dict[str, str]) -> Dict[str, Dict[
     return out
 
 
+PANEL_IMAGES = 3
+
+
+def save_predictions(runner: Any, cfg: Any, datasets: Dict[str, str], work_dir: Path,
+                     n: int = PANEL_IMAGES) -> Dict[str, list]:
+    """Predictions on the first ``n`` images of each set (label PNGs) for the report's qualitative panels."""
+    import copy
+
+    import numpy as np
+    from mmengine.dataset import pseudo_collate
+    from mmseg.registry import DATASETS
+    from PIL import Image
+
+    out: Dict[str, list] = {}
+    model = runner.model
+    model.eval()
+    for name, root in datasets.items():
+        ds_cfg = copy.deepcopy(cfg.test_dataloader.dataset)
+        ds_cfg.data_root = root
+        dataset = DATASETS.build(ds_cfg)
+        folder = work_dir / "preds" / name
+        folder.mkdir(parents=True, exist_ok=True)
+        entries = []
+        for i in range(min(n, len(dataset))):
+            sample = dataset[i]
+            import torch
+
+            with torch.no_grad():
+                pred = model.test_step(pseudo_collate([sample]))[0]
+            label = pred.pred_sem_seg.data.squeeze(0).cpu().numpy().astype(np.uint8)
+            meta = pred.metainfo
+            dest = folder / f"{i:03d}.png"
+            Image.fromarray(label).save(dest)
+            entries.append({"img_path": meta.get("img_path"), "seg_map_path": meta.get("seg_map_path"),
+                            "pred": str(dest)})
+        out[name] = entries
+    return out
+
+
 def _num(v: Any) -> Optional[float]:
     try:
         return float(v)
@@ -155,10 +194,14 @@ def run_trial(req: Dict[str, Any]) -> Dict[str, Any]:
     train_s = time.time() - t0
     metrics = evaluate(runner, cfg, req["datasets"])
     cost = cost_of(runner, cfg, train_s, time.time() - start)
+    try:
+        predictions = save_predictions(runner, cfg, req["datasets"], work_dir)
+    except Exception as e:  # panels are extras: never fail a trial for them
+        predictions = {"error": f"{type(e).__name__}: {e}"}
     return {
         "status": "ok", "metrics": metrics, "cost": cost, "device": cost.pop("device"),
         "params": req.get("params"), "seed": req["seed"], "config_hash": config_hash,
-        "git_commit": git_commit(), "work_dir": str(work_dir),
+        "git_commit": git_commit(), "work_dir": str(work_dir), "predictions": predictions,
     }
 
 
