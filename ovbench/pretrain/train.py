@@ -70,7 +70,7 @@ def sample_batch(rng: np.random.Generator, batch_size: int, size: int = 64, neg_
 def pretrain(
     out: Path,
     seed: int = 0,
-    steps: int = 1000,
+    steps: int = 900,
     batch_size: int = 96,
     lr: float = 1e-3,
     warmup: int = 50,
@@ -163,7 +163,7 @@ def add_arguments(parser) -> None:
     from ovbench.pretrain.model import CHECKPOINT
 
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--steps", type=int, default=1000)
+    parser.add_argument("--steps", type=int, default=900)
     parser.add_argument("--batch-size", type=int, default=96)
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--threads", type=int, default=1,

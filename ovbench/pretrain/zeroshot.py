@@ -115,8 +115,14 @@ def _dataset(root: Path, name: str, split: str = "val"):
 
 
 def dense_miou(model, tokenizer, root: Path, name: str, mode: str = "value", batch: int = 50,
-               seed: int = 0) -> Dict[str, float]:
-    """Zero-shot dense mIoU (all / seen / unseen / hIoU, percent) on one evaluation set, and a random predictor's."""
+               seed: int = 0, topk: Optional[int] = None) -> Dict[str, float]:
+    """Zero-shot dense mIoU (all / seen / unseen / hIoU, percent) on one evaluation set, and a random predictor's.
+
+    ``topk``: keep, per image, only the ``topk`` classes that the *global* image
+    embedding ranks highest (a form of MaskCLIP's prompt denoising, Zhou et al.
+    2022: classes the image as a whole does not support are dropped before the
+    per-pixel argmax). ``None`` = plain per-patch argmax over the vocabulary.
+    """
     import torch
     import torch.nn.functional as F
     from PIL import Image
@@ -136,6 +142,12 @@ def dense_miou(model, tokenizer, root: Path, name: str, mode: str = "value", bat
         gts = torch.from_numpy(np.stack([np.array(Image.open(d["seg_map_path"])) for d in chunk]).astype(np.int64))
         feats = dense_features(model, to_tensor(imgs), mode)
         logits = torch.einsum("bdhw,cd->bchw", feats, text)
+        if topk is not None and topk < len(meta["classes"]):
+            with torch.no_grad():
+                glob = model.encode_image(to_tensor(imgs), normalize=True) @ text.t()
+            drop = torch.ones_like(glob, dtype=torch.bool)
+            drop.scatter_(1, glob.topk(topk, dim=1).indices, False)
+            logits = logits.masked_fill(drop[:, :, None, None], float("-inf"))
         logits = F.interpolate(logits, size=gts.shape[-2:], mode="bilinear", align_corners=False)
         pred = logits.argmax(1)
         rand = torch.randint(0, len(meta["classes"]), gts.shape, generator=gen)
@@ -145,7 +157,7 @@ def dense_miou(model, tokenizer, root: Path, name: str, mode: str = "value", bat
     out = {k: float(v) for k, v in _quiet_compute(metric).items() if k in ("mIoU", "mIoU_seen", "mIoU_unseen", "hIoU")}
     rnd = _quiet_compute(rand_metric)
     out.update(random_mIoU=float(rnd["mIoU"]), random_mIoU_unseen=float(rnd["mIoU_unseen"]),
-               classes=len(meta["classes"]), unseen_classes=len(meta["unseen_classes"]), images=len(items))
+               topk=topk, classes=len(meta["classes"]), unseen_classes=len(meta["unseen_classes"]), images=len(items))
     return out
 
 
@@ -164,13 +176,17 @@ def _quiet_compute(metric) -> dict:
         logger.setLevel(level)
 
 
-def evaluate(root: Path, checkpoint: Optional[str] = None, mode: str = "value", per_class: int = 20,
+def evaluate(root: Path, checkpoint: Optional[str] = None, modes: Sequence[str] = ("value",), per_class: int = 20,
              seed: int = 0) -> dict:
-    """All zero-shot figures of the issue's bars, for one checkpoint (default: the shipped one)."""
+    """All zero-shot figures of the issue's bars, for one checkpoint (default: the shipped one).
+
+    ``dense[mode][dataset]`` for every dense feature path in ``modes``.
+    """
     from ovbench.pretrain.model import load_tiny_clip
 
     model, tok = load_tiny_clip(checkpoint)
     res = {"classification": classification_top1(model, tok, per_class=per_class, seed=seed), "dense": {}}
-    for spec in dataset_specs()[1:]:
-        res["dense"][spec.name] = dense_miou(model, tok, Path(root), spec.name, mode=mode, seed=seed)
+    for mode in modes:
+        res["dense"][mode] = {spec.name: dense_miou(model, tok, Path(root), spec.name, mode=mode, seed=seed)
+                              for spec in dataset_specs()[1:]}
     return res
