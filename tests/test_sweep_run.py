@@ -238,3 +238,15 @@ def test_slurm_executor_with_submitit_local_executor(data_env):
     ran = ex.run_slurm(spec, opts, executor=executor)
     assert sorted(ran) == [0, 1]  # two array jobs shared the two points
     assert set(complete_counts(load(spec_path)).values()) == {1} and len(complete_counts(load(spec_path))) == 2
+
+
+def test_cli_refuses_invalid_file_and_worker_needs_existing_study(data_env, capsys):
+    from ovbench.cli import main
+
+    bad = data_env / "bad.yaml"
+    bad.write_text("base_config: configs/smoke/tiny_fcn.py\nspace: {}\ndatasets: [toy]\n")
+    assert main(["run", str(bad), "--no-progress"]) == 2
+    assert "empty search space" in capsys.readouterr().err
+    spec = write_spec(data_env, "lonely", values="[4]")
+    assert main(["worker", str(spec), "--no-progress"]) == 2
+    assert not (data_env / "work" / "lonely" / "trials").exists()  # nothing ran
