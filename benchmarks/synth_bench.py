@@ -28,6 +28,8 @@ def main(argv=None) -> int:
     p.add_argument("--checkpoint", default=None, help="tiny-CLIP checkpoint (default: the shipped, SHA-checked one)")
     p.add_argument("--modes", default="value,maskclip,tokens",
                    help="comma-separated dense feature paths (value|maskclip|tokens); the first is held to the bars")
+    p.add_argument("--prompts", default="single", choices=("single", "ensemble"),
+                   help="class embeddings from the one zero-shot prompt or averaged over the caption templates")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--per-class", type=int, default=20, help="single-class scenes per class for top-1")
     p.add_argument("--json", type=Path, default=None, help="also write the figures here")
@@ -52,7 +54,8 @@ def main(argv=None) -> int:
     root = ensure_synth_benchmark(seed=args.seed)
     t0 = time.perf_counter()
     modes = [m.strip() for m in args.modes.split(",") if m.strip()]
-    result.update(evaluate(root, checkpoint=args.checkpoint, modes=modes, per_class=args.per_class, seed=args.seed))
+    result.update(evaluate(root, checkpoint=args.checkpoint, modes=modes, per_class=args.per_class, seed=args.seed,
+                           prompts=args.prompts))
     result["eval_seconds"] = round(time.perf_counter() - t0, 1)
     result["bar_mode"] = modes[0]
     c = result["classification"]

@@ -20,7 +20,7 @@ from typing import Dict, List, Optional, Sequence
 import numpy as np
 
 import ovbench  # noqa: F401
-from ovbench.data.synth.captions import PROMPT
+from ovbench.data.synth.captions import PROMPT, TEMPLATES
 from ovbench.data.synth.render import render_scene
 from ovbench.data.synth.world import all_classes, dataset_specs, held_out_of_pretraining, segmentation_unseen
 from ovbench.pretrain.train import to_tensor
@@ -28,11 +28,22 @@ from ovbench.pretrain.train import to_tensor
 DENSE_MODES = ("value", "maskclip", "tokens")
 
 
-def text_embeddings(model, tokenizer, classes: Sequence[str]):
-    import torch
+#: prompt set used for class embeddings: "single" = PROMPT only, "ensemble" = mean over the
+#: pretraining caption templates (CLIP's prompt ensembling, Radford et al., 2021)
+PROMPTS = {"single": (PROMPT,), "ensemble": TEMPLATES}
 
+
+def text_embeddings(model, tokenizer, classes: Sequence[str], prompts: str = "single"):
+    """L2-normalised class embeddings, ``C x D``."""
+    import torch
+    import torch.nn.functional as F
+
+    if prompts not in PROMPTS:
+        raise ValueError(f"prompts {prompts!r}: expected one of {sorted(PROMPTS)}")
+    templates = PROMPTS[prompts]
     with torch.no_grad():
-        return model.encode_text(tokenizer([PROMPT.format(c) for c in classes]), normalize=True)
+        emb = model.encode_text(tokenizer([t.format(c) for t in templates for c in classes]), normalize=True)
+        return F.normalize(emb.view(len(templates), len(classes), -1).mean(0), dim=-1)
 
 
 def dense_features(model, x, mode: str = "value"):
@@ -70,7 +81,8 @@ def dense_features(model, x, mode: str = "value"):
         return t.transpose(1, 2).reshape(b, dim, side, side)
 
 
-def classification_top1(model, tokenizer, per_class: int = 20, seed: int = 0, size: int = 64) -> Dict[str, float]:
+def classification_top1(model, tokenizer, per_class: int = 20, seed: int = 0, size: int = 64,
+                        prompts: str = "single") -> Dict[str, float]:
     """Top-1 (percent) over all 64 classes on single-class scenes.
 
     A thing on a neutral grey background, or one stuff filling the frame.
@@ -80,7 +92,7 @@ def classification_top1(model, tokenizer, per_class: int = 20, seed: int = 0, si
     import torch
 
     classes = [c.name for c in all_classes()]
-    text = text_embeddings(model, tokenizer, classes)
+    text = text_embeddings(model, tokenizer, classes, prompts)
     rng = np.random.default_rng([seed, 12345])
     correct: Dict[str, List[bool]] = {c: [] for c in classes}
     for ci, name in enumerate(classes):
@@ -115,7 +127,7 @@ def _dataset(root: Path, name: str, split: str = "val"):
 
 
 def dense_miou(model, tokenizer, root: Path, name: str, mode: str = "value", batch: int = 50,
-               seed: int = 0, topk: Optional[int] = None) -> Dict[str, float]:
+               seed: int = 0, topk: Optional[int] = None, prompts: str = "single") -> Dict[str, float]:
     """Zero-shot dense mIoU (all / seen / unseen / hIoU, percent) on one evaluation set, and a random predictor's.
 
     ``topk``: keep, per image, only the ``topk`` classes that the *global* image
@@ -131,7 +143,7 @@ def dense_miou(model, tokenizer, root: Path, name: str, mode: str = "value", bat
 
     ds = _dataset(root, name)
     meta = ds.metainfo
-    text = text_embeddings(model, tokenizer, meta["classes"])
+    text = text_embeddings(model, tokenizer, meta["classes"], prompts)
     metric, rand_metric = OpenVocabIoUMetric(), OpenVocabIoUMetric()
     metric.dataset_meta = rand_metric.dataset_meta = meta
     gen = torch.Generator().manual_seed(seed)
@@ -177,7 +189,7 @@ def _quiet_compute(metric) -> dict:
 
 
 def evaluate(root: Path, checkpoint: Optional[str] = None, modes: Sequence[str] = ("value",), per_class: int = 20,
-             seed: int = 0) -> dict:
+             seed: int = 0, prompts: str = "single") -> dict:
     """All zero-shot figures of the issue's bars, for one checkpoint (default: the shipped one).
 
     ``dense[mode][dataset]`` for every dense feature path in ``modes``.
@@ -185,8 +197,10 @@ def evaluate(root: Path, checkpoint: Optional[str] = None, modes: Sequence[str] 
     from ovbench.pretrain.model import load_tiny_clip
 
     model, tok = load_tiny_clip(checkpoint)
-    res = {"classification": classification_top1(model, tok, per_class=per_class, seed=seed), "dense": {}}
+    res = {"classification": classification_top1(model, tok, per_class=per_class, seed=seed, prompts=prompts),
+           "dense": {}, "prompts": prompts}
     for mode in modes:
-        res["dense"][mode] = {spec.name: dense_miou(model, tok, Path(root), spec.name, mode=mode, seed=seed)
+        res["dense"][mode] = {spec.name: dense_miou(model, tok, Path(root), spec.name, mode=mode, seed=seed,
+                                                    prompts=prompts)
                               for spec in dataset_specs()[1:]}
     return res
