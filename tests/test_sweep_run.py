@@ -250,3 +250,20 @@ def test_cli_refuses_invalid_file_and_worker_needs_existing_study(data_env, caps
     spec = write_spec(data_env, "lonely", values="[4]")
     assert main(["worker", str(spec), "--no-progress"]) == 2
     assert not (data_env / "work" / "lonely" / "trials").exists()  # nothing ran
+
+
+def test_lock_left_by_a_killed_process_is_broken_at_once(data_env):
+    import psutil
+
+    url = f"sqlite:///{data_env / 'lock.db'}"
+    storage = st.open_storage(url)
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    ghost = st.Owner(st.socket.gethostname(), dead.pid, psutil.Process().create_time(), "ghost")
+    sid = storage.create_new_study([optuna.study.StudyDirection.MINIMIZE], "s.ovbench-lock")
+    storage.set_study_user_attr(sid, "acquired_at", time.time())
+    storage.set_study_user_attr(sid, "owner", ghost.__dict__)
+    start = time.time()
+    with st.StorageLock(storage, "s", timeout_s=600):
+        pass
+    assert time.time() - start < 10  # not the 600 s timeout

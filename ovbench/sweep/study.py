@@ -108,9 +108,10 @@ def open_study(spec: AblationSpec, storage: optuna.storages.BaseStorage, name: s
 class StorageLock:
     """A mutex held in the optuna storage: the holder is whoever created the lock study.
 
-    A holder killed inside the (short) critical section leaves a lock study;
-    it is broken after ``timeout_s`` (deleted by id, so a fresh lock taken by
-    someone else in between is never deleted).
+    A holder killed inside the (short) critical section leaves a lock study; it
+    is broken at once when its owner process is gone (same host), else after
+    ``timeout_s`` (deleted by id, so a fresh lock taken by someone else in
+    between is never deleted).
     """
 
     def __init__(self, storage: optuna.storages.BaseStorage, name: str, timeout_s: float = LOCK_TIMEOUT_S):
@@ -124,6 +125,7 @@ class StorageLock:
             try:
                 self._id = self.storage.create_new_study([optuna.study.StudyDirection.MINIMIZE], self.name)
                 self.storage.set_study_user_attr(self._id, "acquired_at", time.time())
+                self.storage.set_study_user_attr(self._id, "owner", _owner_dict())
                 return self
             except optuna.exceptions.DuplicatedStudyError:
                 self._break_if_stale()
@@ -133,12 +135,13 @@ class StorageLock:
     def _break_if_stale(self) -> None:
         try:
             sid = self.storage.get_study_id_from_name(self.name)
-            acquired = self.storage.get_study_user_attrs(sid).get("acquired_at")
+            attrs = self.storage.get_study_user_attrs(sid)
         except KeyError:
             return
         first = self._first_seen.setdefault(sid, time.time())
-        since = acquired if acquired is not None else first
-        if time.time() - since > self.timeout_s:
+        since = attrs.get("acquired_at") or first
+        owner_dead = bool(attrs.get("owner")) and Owner(**attrs["owner"]).alive() is False
+        if owner_dead or time.time() - since > self.timeout_s:
             try:
                 self.storage.delete_study(sid)
             except KeyError:
@@ -151,6 +154,16 @@ class StorageLock:
             except KeyError:
                 pass
             self._id = None
+
+
+def _owner_dict() -> Dict[str, Any]:
+    global _ME
+    if _ME is None:
+        _ME = Owner.me().__dict__
+    return _ME
+
+
+_ME: Optional[Dict[str, Any]] = None
 
 
 # ----------------------------------------------------------------------------- params
