@@ -116,3 +116,23 @@ def test_builds_vit_b16_by_name():
     assert rows["shared"]["trainable"] == 3504
     out = m.encode_image(torch.randn(1, 3, 224, 224))
     assert out["dense"].shape == (1, 512, 14, 14)
+
+
+def test_deepcopy_and_state_dict_roundtrip():
+    import copy
+
+    peft = dict(type="hclip", q=16, dcrc="release", orth="both")
+    m = make(peft=peft)
+    with torch.no_grad():
+        for p in m.parameters():
+            if p.requires_grad:
+                p.add_(0.1 * torch.randn_like(p))
+    img = torch.randn(1, 3, 32, 32)
+    ref = m(img, ["x", "y"])["dense"]
+    twin = copy.deepcopy(m)
+    blk = twin.clip.visual.transformer.resblocks[0]
+    assert blk.__dict__["attention"].args[:2] == (blk, twin.clip.peft_method)
+    assert torch.equal(twin(img, ["x", "y"])["dense"], ref)
+    fresh = make(peft=peft)
+    fresh.load_state_dict(m.state_dict())
+    assert torch.equal(fresh(img, ["x", "y"])["dense"], ref)

@@ -127,7 +127,13 @@ class HClipMethod(PeftMethod):
             self.dcrc = DcrcRelease(layers, n_sites, blocks) if cfg.dcrc == "release" else DcrcPaper(
                 layers, n_sites, blocks, cfg.dcrc_hidden)
         self._cache: Optional[Dict[str, torch.Tensor]] = None
+        self._split: Dict[str, Any] = {}
         self._cache_key: Any = None
+
+    def __getstate__(self):  # deepcopy / pickle: the cache holds non-leaf tensors
+        state = self.__dict__.copy()
+        state.update(_cache=None, _cache_key=None, _split={})
+        return state
 
     # ---------------------------------------------------------------- R of the whole model
     def begin_forward(self) -> None:
@@ -158,6 +164,9 @@ class HClipMethod(PeftMethod):
             # once a backward pass has gone through R its graph is freed: recompute next time
             for t in out.values():
                 t.register_hook(self._invalidate)
+        # split once: indexing the full tensor per site would make every site's backward
+        # allocate (and zero-fill) a gradient of the full tensor; unbind's backward is one stack
+        self._split = {e: [t_l.unbind(0) for t_l in t.unbind(0)] for e, t in out.items()}
         self._cache, self._cache_key = out, key
         return out
 
@@ -169,7 +178,8 @@ class HClipMethod(PeftMethod):
         return max(len(i) for i in self.targets.values())
 
     def rotation(self, key: Tuple[str, int], site: str) -> torch.Tensor:
-        return self.rotations()[key[0]][self.pos[key], self.cfg.sites.index(site)]
+        self.rotations()
+        return self._split[key[0]][self.pos[key]][self.cfg.sites.index(site)]
 
     # ---------------------------------------------------------------- sites
     def site_forward(self, key, site, x, w, b):

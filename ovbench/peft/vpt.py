@@ -48,6 +48,11 @@ class VptMethod(PeftMethod):
         self.image_gates = nn.Parameter(torch.zeros(tower.layers - self.first)) if cfg.gate else None
         self._stash: Optional[torch.Tensor] = None
 
+    def __getstate__(self):  # deepcopy / pickle: the stash holds a non-leaf tensor
+        state = self.__dict__.copy()
+        state["_stash"] = None
+        return state
+
     def install(self) -> None:
         tower = self.towers["image"]
         bf = getattr(tower.transformer, "batch_first", True)
