@@ -139,14 +139,23 @@ def test_two_concurrent_runs_never_run_a_point_twice(data_env):
     assert set(complete_counts(study).values()) == {1}
 
 
-def _claimer(url: str, spec_path: str, name: str, results: list) -> None:
-    """A worker that claims and immediately records fake results (claims only, no training)."""
+def _claimer(url: str, spec_path: str, name: str, results: list, barrier: str = "", n: int = 1) -> None:
+    """A worker that claims and records fake results (claims only, no training).
+
+    With ``barrier``, all ``n`` workers start claiming together (each touches a
+    file and waits for the others), so the test really races them.
+    """
     spec = load_spec(spec_path)
     study = optuna.load_study(storage=st.open_storage(url), study_name=name)
     owner = st.Owner.me()
+    if barrier:
+        Path(barrier, f"ready-{os.getpid()}").touch()
+        while len(list(Path(barrier).glob("ready-*"))) < n:
+            time.sleep(0.05)
     attempted: set = set()
     while (claim := st.claim_next(study, spec, Path("/tmp"), owner, attempted, grace_s=60)) is not None:
         results.append(st.point_key(claim.point))
+        time.sleep(0.2)  # "training"
         st.record_result(study, claim.trial, {"status": "ok", "metrics": {"toy": {"mIoU": 1.0}}}, "toy/mIoU")
 
 
@@ -155,9 +164,11 @@ def test_claims_are_exactly_once_across_processes(data_env):
     spec = load_spec(spec_path)
     url = st.default_storage_url(st.default_work_root(spec))
     st.open_study(spec, st.open_storage(url), spec.study)
+    barrier = data_env / "barrier"
+    barrier.mkdir()
     code = (
         "import sys, json; import ovbench; sys.path.insert(0, 'tests'); from test_sweep_run import _claimer; r=[]; "
-        f"_claimer({url!r}, {str(spec_path)!r}, 'claims', r); print(json.dumps(r))"
+        f"_claimer({url!r}, {str(spec_path)!r}, 'claims', r, {str(barrier)!r}, 3); print(json.dumps(r))"
     )
     procs = [subprocess.Popen([sys.executable, "-c", code], cwd=REPO, stdout=subprocess.PIPE, text=True)
              for _ in range(3)]

@@ -9,6 +9,7 @@ study instead). Exit code: 0 when every point completed, 1 when some failed,
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from pathlib import Path
@@ -47,7 +48,7 @@ def prepare(args: argparse.Namespace, create: bool = True) -> Tuple[AblationSpec
     if getattr(args, "rerun", False):
         st.mark_rerun(study)
     workers = args.workers or ex.default_workers(spec)
-    threads = max(1, (ex.os.cpu_count() or 1) // workers)
+    threads = max(1, (os.cpu_count() or 1) // workers)
     opts = ex.RunOptions(storage_url=url, study_name=name, work_root=work_root, workers=workers,
                          heartbeat_s=args.heartbeat, grace_s=args.grace,
                          timeout_s=spec.executor.timeout_min * 60, progress=not args.no_progress,
