@@ -59,7 +59,7 @@ def summarize(df: pd.DataFrame, params: Sequence[str], metrics: Optional[Sequenc
 def fmt_num(v: Any, digits: int = 2) -> str:
     if v is None or (isinstance(v, float) and math.isnan(v)):
         return "-"
-    if isinstance(v, (int, float)) and abs(v) >= 1e5:
+    if isinstance(v, (int, float)) and abs(v) >= 1e4:  # counts (parameters, FLOPs): 74.8k, 1.23M
         return f"{v / 1e6:.3g}M" if abs(v) >= 1e6 else f"{v / 1e3:.3g}k"
     return f"{v:.{digits}f}" if isinstance(v, float) else str(v)
 
