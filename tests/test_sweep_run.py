@@ -278,3 +278,13 @@ def test_lock_left_by_a_killed_process_is_broken_at_once(data_env):
     with st.StorageLock(storage, "s", timeout_s=600):
         pass
     assert time.time() - start < 10  # not the 600 s timeout
+
+
+def test_train_progress_reads_iteration_and_eta(tmp_path):
+    from ovbench.sweep.executor import train_progress
+
+    log = tmp_path / "trial.log"
+    assert train_progress(log) is None
+    log.write_text("noise\n11/21 - mmengine - INFO - Iter(train) [10/80]  lr: 1e-3  eta: 0:00:16  time: 0.23\n"
+                   "11/21 - mmengine - INFO - Iter(train) [20/80]  lr: 1e-3  eta: 0:00:13  time: 0.22\n")
+    assert train_progress(log) == "20/80 eta 0:00:13"

@@ -75,18 +75,21 @@ def trial_request(spec: AblationSpec, claim: st.Claim, roots: Dict[str, str]) ->
     }
 
 
-_ITER_RE = re.compile(rb"Iter\(train\) \[\s*(\d+)/(\d+)\]")
+_ITER_RE = re.compile(rb"Iter\(train\) \[\s*(\d+)/(\d+)\](?:.*?eta: ([0-9:]+))?")
 
 
 def train_progress(log: Path) -> Optional[str]:
-    """``'40/80'``: the last training iteration mmengine logged (read from the log's tail)."""
+    """``'40/80 eta 0:00:09'``: the last training iteration (and mmengine's ETA) in the log's tail."""
     try:
         with open(log, "rb") as fh:
             fh.seek(max(0, log.stat().st_size - 8192))
             hits = _ITER_RE.findall(fh.read())
     except OSError:
         return None
-    return f"{int(hits[-1][0])}/{int(hits[-1][1])}" if hits else None
+    if not hits:
+        return None
+    done, total, eta = hits[-1]
+    return f"{int(done)}/{int(total)}" + (f" eta {eta.decode()}" if eta else "")
 
 
 def run_subprocess(req: Dict[str, Any], opts: RunOptions, beat: Callable[[], None],
