@@ -73,6 +73,9 @@ def test_summary_mean_std_and_best_marked(filled):
     assert "\\textbf{45.00}" in tables.render(table, ["toy/mIoU"], "latex")
     assert "<b>45.00</b>" in tables.render(table, ["toy/mIoU"], "html")
     assert "toy/mIoU:std" in tables.render(table, ["toy/mIoU"], "csv").splitlines()[0]
+    with_paper = tables.render(table, ["toy/mIoU"], "md", paper={"channels=8, lr=0.1": {"toy/mIoU": 17.5}})
+    header, _, first = with_paper.splitlines()[:3]
+    assert "paper toy/mIoU" in header and "17.50" in first and "nan" not in with_paper
 
 
 def test_report_writes_tables_plots_and_lists_failures(filled, tmp_path):

@@ -91,7 +91,7 @@ def render(table: pd.DataFrame, metrics: Sequence[str], fmt: str, paper: Optiona
                 row[c] = fmt_num(r[c], 3 if c == "s_per_iter" else 1)
         row["seeds"] = int(r["n_seeds"])
         rows.append(row)
-    out = pd.DataFrame(rows)
+    out = pd.DataFrame(rows).astype(object).fillna("-")  # paper figures exist for some rows only
     if fmt == "md":
         return _markdown(out)
     if fmt == "latex":
