@@ -3,8 +3,8 @@
 Re-running the same command skips completed trials and re-runs failed or
 interrupted ones; ``--rerun`` runs every point again (older trials stay as
 history). A changed ablation file is refused (``--new-study`` runs it as a new
-study instead). Exit code: 0 when every point completed, 1 when some failed,
-2 on an invalid file or a refused study.
+study instead). Exit code: 0 when every point completed (or is still running in another worker),
+1 when some point failed, 2 on an invalid file or a refused study.
 """
 from __future__ import annotations
 
@@ -57,15 +57,17 @@ def prepare(args: argparse.Namespace, create: bool = True) -> Tuple[AblationSpec
 
 
 def summarize(spec: AblationSpec, opts: ex.RunOptions, elapsed: float) -> int:
-    """Print where the study stands; 0 when every point is complete."""
+    """Print where the study stands; 0 when every point is complete or still running in another worker."""
     import optuna
 
     study = optuna.load_study(storage=st.open_storage(opts.storage_url), study_name=opts.study_name)
     done, total = st.progress_counts(study, spec, opts.grace_s)
+    busy = len(st.grid_status(study, spec, opts.grace_s)[1]) if spec.sampler == "grid" else 0
     failed = sum(1 for t in study.get_trials(deepcopy=False) if t.state.name == "FAIL")
-    print(f"study {opts.study_name}: {done}/{total} complete, {failed} failed trial(s) recorded, "
+    elsewhere = f", {busy} still running in other workers" if busy else ""
+    print(f"study {opts.study_name}: {done}/{total} complete{elsewhere}, {failed} failed trial(s) recorded, "
           f"{elapsed:.1f} s; storage {opts.storage_url}")
-    return 0 if done >= total else 1
+    return 0 if done + busy >= total else 1
 
 
 def run(args: argparse.Namespace, create: bool = True) -> int:
