@@ -25,7 +25,7 @@ from ovbench.data.synth.render import render_scene
 from ovbench.data.synth.world import all_classes, dataset_specs, held_out_of_pretraining, segmentation_unseen
 from ovbench.pretrain.train import to_tensor
 
-DENSE_MODES = ("value", "maskclip", "tokens")
+DENSE_MODES = ("value", "maskclip", "tokens", "window3", "window5")
 
 
 #: prompt set used for class embeddings: "single" = PROMPT only, "ensemble" = mean over the
@@ -52,6 +52,8 @@ def dense_features(model, x, mode: str = "value"):
     import torch.nn.functional as F
 
     v = model.visual
+    if mode.startswith("window"):
+        return window_features(model, x, int(mode[len("window"):]))
     with torch.no_grad():
         t = v._embeds(x)
         blocks = v.transformer.resblocks
@@ -79,6 +81,40 @@ def dense_features(model, x, mode: str = "value"):
         b, n, dim = t.shape
         side = int(round(n ** 0.5))
         return t.transpose(1, 2).reshape(b, dim, side, side)
+
+
+def window_features(model, x, k: int = 3, chunk: int = 4096):
+    """Dense features by local-window inference: each patch's embedding is the image tower's own pooled
+    embedding of the sequence holding only the k x k patch tokens around it (plus the class token).
+
+    Attention can then mix only local tokens, so the output describes the neighbourhood, and it lies
+    where the model was trained to put image embeddings (the average-pooled, projected output). Dropping
+    tokens at inference is what FLIP-style patch dropout does in training (Li et al., CVPR 2023); no
+    segmentation training and no extra parameters. Windows are clamped at the border.
+    """
+    import torch
+    import torch.nn.functional as F
+
+    v = model.visual
+    with torch.no_grad():
+        t = v._embeds(x)  # B x (1 + h*w) x width, positional embeddings already added
+        b, n, width = t.shape
+        side = int(round((n - 1) ** 0.5))
+        r = k // 2
+        ys, xs = torch.meshgrid(torch.arange(side), torch.arange(side), indexing="ij")
+        offs = torch.arange(-r, r + 1)
+        wy = (ys.reshape(-1, 1, 1) + offs.view(1, -1, 1)).clamp(0, side - 1)
+        wx = (xs.reshape(-1, 1, 1) + offs.view(1, 1, -1)).clamp(0, side - 1)
+        idx = 1 + (wy * side + wx).reshape(side * side, k * k)  # (h*w) x k*k token indices
+        seq = torch.cat([t[:, :1].unsqueeze(1).expand(b, side * side, 1, width), t[:, idx]], dim=2)
+        seq = seq.reshape(b * side * side, 1 + k * k, width)
+        outs = []
+        for s in range(0, seq.shape[0], chunk):
+            y = v.transformer(seq[s: s + chunk])
+            pooled, _ = v._pool(y)
+            outs.append(pooled @ v.proj if v.proj is not None else pooled)
+        f = F.normalize(torch.cat(outs), dim=-1).reshape(b, side, side, -1)
+        return f.permute(0, 3, 1, 2).contiguous()
 
 
 def classification_top1(model, tokenizer, per_class: int = 20, seed: int = 0, size: int = 64,
@@ -127,13 +163,17 @@ def _dataset(root: Path, name: str, split: str = "val"):
 
 
 def dense_miou(model, tokenizer, root: Path, name: str, mode: str = "value", batch: int = 50,
-               seed: int = 0, topk: Optional[int] = None, prompts: str = "single") -> Dict[str, float]:
+               seed: int = 0, topk: Optional[int] = None, prompts: str = "single", smooth: int = 1
+               ) -> Dict[str, float]:
     """Zero-shot dense mIoU (all / seen / unseen / hIoU, percent) on one evaluation set, and a random predictor's.
 
     ``topk``: keep, per image, only the ``topk`` classes that the *global* image
     embedding ranks highest (a form of MaskCLIP's prompt denoising, Zhou et al.
     2022: classes the image as a whole does not support are dropped before the
     per-pixel argmax). ``None`` = plain per-patch argmax over the vocabulary.
+    ``smooth``: odd k; the patch-level class scores are averaged over k x k
+    neighbouring patches before upsampling (a cheap stand-in for MaskCLIP's key
+    smoothing: neighbouring patches of one region vote together). 1 = off.
     """
     import torch
     import torch.nn.functional as F
@@ -154,6 +194,8 @@ def dense_miou(model, tokenizer, root: Path, name: str, mode: str = "value", bat
         gts = torch.from_numpy(np.stack([np.array(Image.open(d["seg_map_path"])) for d in chunk]).astype(np.int64))
         feats = dense_features(model, to_tensor(imgs), mode)
         logits = torch.einsum("bdhw,cd->bchw", feats, text)
+        if smooth > 1:
+            logits = F.avg_pool2d(logits, smooth, stride=1, padding=smooth // 2, count_include_pad=False)
         if topk is not None and topk < len(meta["classes"]):
             with torch.no_grad():
                 glob = model.encode_image(to_tensor(imgs), normalize=True) @ text.t()
@@ -169,7 +211,7 @@ def dense_miou(model, tokenizer, root: Path, name: str, mode: str = "value", bat
     out = {k: float(v) for k, v in _quiet_compute(metric).items() if k in ("mIoU", "mIoU_seen", "mIoU_unseen", "hIoU")}
     rnd = _quiet_compute(rand_metric)
     out.update(random_mIoU=float(rnd["mIoU"]), random_mIoU_unseen=float(rnd["mIoU_unseen"]),
-               topk=topk, classes=len(meta["classes"]), unseen_classes=len(meta["unseen_classes"]), images=len(items))
+               topk=topk, smooth=smooth, prompts=prompts, classes=len(meta["classes"]), unseen_classes=len(meta["unseen_classes"]), images=len(items))
     return out
 
 

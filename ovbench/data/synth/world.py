@@ -150,7 +150,7 @@ def dataset_specs(scale: float = 1.0) -> List[DatasetSpec]:
         DatasetSpec(
             "synth_medium_shift", "PASCAL-Context-59 / ADE20K-150 (medium vocabulary, other domain)",
             tuple(medium), (("val", n(150)),), tuple(medium), domain_shift=True,
-            description="32 classes of 4 colours; hue rotation, lighting change and sensor noise",
+            description="32 classes of 4 colours; hue rotation (<= 8 deg), lighting/contrast change and sensor noise",
         ),
         DatasetSpec(
             "synth_small", "PASCAL VOC-20 (small, object-centric vocabulary; background ignored)",
