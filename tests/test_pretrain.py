@@ -76,11 +76,17 @@ def test_dense_features_modes(tiny_checkpoint):
     out, record = tiny_checkpoint
     model, _ = load_tiny_clip(out, sha256=record["checkpoint_sha256"])
     x = to_tensor(np.random.default_rng(0).integers(0, 255, (2, 64, 64, 3), dtype=np.uint8))
-    feats = {m: dense_features(model, x, m) for m in ("value", "maskclip", "tokens")}
+    feats = {m: dense_features(model, x, m) for m in ("value", "maskclip", "tokens", "window3")}
     for f in feats.values():
         assert f.shape == (2, 128, 8, 8)
         assert torch.allclose(f.norm(dim=1), torch.ones(2, 8, 8), atol=1e-4)
     assert not torch.allclose(feats["value"], feats["tokens"])
+    # window inference: a patch's feature depends only on its 3x3 neighbourhood
+    x2 = x.clone()
+    x2[:, :, 40:, 40:] = 0.0  # change patches (5..7, 5..7) only
+    w2 = dense_features(model, x2, "window3")
+    assert torch.allclose(w2[:, :, :3, :3], feats["window3"][:, :, :3, :3], atol=1e-5)
+    assert not torch.allclose(w2[:, :, 6, 6], feats["window3"][:, :, 6, 6])
     with pytest.raises(ValueError, match="dense mode"):
         dense_features(model, x, "nope")
 
