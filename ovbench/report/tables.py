@@ -9,7 +9,7 @@ import pandas as pd
 from ovbench.report.frame import COST_COLS, metric_columns
 
 DEFAULT_METRICS = ("mIoU", "mIoU_seen", "mIoU_unseen", "hIoU", "PQ")
-TABLE_COST = ("trainable_params", "train_time_s", "s_per_iter", "peak_mem_mb")
+TABLE_COST = ("trainable_params", "trainable_params_free", "train_time_s", "s_per_iter", "peak_mem_mb")
 
 
 def short_names(params: Sequence[str]) -> Dict[str, str]:

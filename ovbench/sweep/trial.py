@@ -144,6 +144,22 @@ def flops_of(model: Any, cfg: Any) -> Optional[float]:
         return None
 
 
+def constrained_params(model: Any) -> int:
+    """Stored-but-not-free trainable parameters of a PEFT method (e.g. a skew-symmetric block stores
+    q^2 values, has q(q-1)/2 degrees of freedom), via ``ovbench.peft.count_parameters``; 0 without PEFT."""
+    try:
+        from ovbench.peft import count_parameters
+        from ovbench.peft.base import get_peft_method
+    except ImportError:
+        return 0
+    for module in model.modules():
+        if module is not model and getattr(module, "peft_method", None) is not None:
+            if get_peft_method(module) is not None:
+                rows = count_parameters(module)["all"]
+                return int(rows["trainable"] - rows["free"])
+    return 0
+
+
 def cost_of(runner: Any, cfg: Any, train_s: float, wall_s: float) -> Dict[str, Any]:
     """Training cost: parameters, time, s/iter, throughput, peak memory, FLOPs, device."""
     import torch
@@ -151,13 +167,7 @@ def cost_of(runner: Any, cfg: Any, train_s: float, wall_s: float) -> Dict[str, A
     model = runner.model
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     total = sum(p.numel() for p in model.parameters())
-    free = trainable
-    free_fn = getattr(model, "free_parameters", None)  # PEFT with constrained params (issue 4) may define it
-    if callable(free_fn):
-        try:
-            free = int(free_fn())
-        except Exception:
-            pass
+    free = trainable - constrained_params(model)
     iters = int(runner.iter) or 1
     batch = int(cfg.train_dataloader.get("batch_size", 1))
     try:
