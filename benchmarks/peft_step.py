@@ -1,6 +1,6 @@
 """Time one forward+backward of the CLIP image+text towers per PEFT method (ViT-B/16, random weights, CPU).
 
-    nice .venv/bin/python benchmarks/peft_step.py [--reps 3] [--batch 2] [--classes 4] [--out FILE.json]
+    nice .venv/bin/python benchmarks/peft_step.py [--reps 2] [--rounds 2] [--threads 1] [--out FILE.json]
 
 Each method runs OVCLIP.forward (dense MaskCLIP image features + class
 embeddings) and a loss on the dense cosine logits, then ``backward()``. The
@@ -80,7 +80,7 @@ def main() -> int:
     ap.add_argument("--batch", type=int, default=2)
     ap.add_argument("--size", type=int, default=224)
     ap.add_argument("--classes", type=int, default=4)
-    ap.add_argument("--threads", type=int, default=0)
+    ap.add_argument("--threads", type=int, default=1, help="torch threads (1: stable ratios on a shared machine; 0: torch default)")
     ap.add_argument("--out", default="")
     args = ap.parse_args()
     if args.threads:
