@@ -226,7 +226,7 @@ def test_parameter_accounting_lora_attention_oft():
 def test_soft_orthogonality_penalty():
     m = tiny_clip()
     apply_peft(m, dict(type="hclip", q=16, orth="text", orth_lambda=2.0))
-    assert float(regularization_loss(m)) == 0.0
+    assert regularization_loss(m).item() == 0.0
     perturb(m)
     loss = regularization_loss(m)
     assert loss.item() > 0 and loss.requires_grad
