@@ -104,7 +104,7 @@ count grow only linearly in q (q^2 x d/q). A Cayley block has q(q-1)/2 free
 parameters, and the text tower holds 40% of the stored values (512 vs 768 wide),
 so making it orthogonal removes ~20% of the total (7.86 -> 6.28 M free), not the
 25% that 5.63 / 7.50 implies. "DCRC only" (0.01 M) is of the order of our DCRC
-weights (release 3,504 = 128-independent 12 x 10^2 + 48^2; paper-style 5,164 with
+weights (release at q = 128: 12 x 10^2 + 48^2 = 3,504; paper-style 5,164 with
 ovbench's choice of hidden widths). ovbench reports the stored count (what the
 optimiser updates) and the free count, in units of 10^6. The paper's LoRA
 figure (7.5 M) gives no rank: r = 8 on q/k/v/out of both ViT-B/16 towers is
