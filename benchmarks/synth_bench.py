@@ -26,8 +26,9 @@ from ovbench.data.synth.writers import ensure_synth_benchmark, generate_benchmar
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--checkpoint", default=None, help="tiny-CLIP checkpoint (default: the shipped, SHA-checked one)")
-    p.add_argument("--modes", default="value,maskclip,tokens",
-                   help="comma-separated dense feature paths (value|maskclip|tokens); the first is held to the bars")
+    p.add_argument("--modes", default="window3,value,maskclip,tokens",
+                   help="comma-separated dense feature paths (window3|window5|value|maskclip|tokens); "
+                        "the first is held to the bars")
     p.add_argument("--prompts", default="single", choices=("single", "ensemble"),
                    help="class embeddings from the one zero-shot prompt or averaged over the caption templates")
     p.add_argument("--seed", type=int, default=0)

@@ -1,12 +1,17 @@
 """Zero-shot figures of the frozen tiny CLIP: image-level top-1 and dense mIoU, no segmentation training.
 
-Dense features use the last block's *value path* alone: the token is passed
-through ``ln_1 -> v-projection -> out_proj`` of the final block, skipping the
-query-key attention mixing, the residual and the MLP (in the spirit of MaskCLIP,
-Zhou et al., ECCV 2022, and ClearCLIP, Lan et al., ECCV 2024). On this world's
-first prototype it beat both the MaskCLIP path and the plain final tokens.
+Dense feature paths (``DENSE_MODES``):
+
+* ``value``: the last block's value path alone, ``ln_1 -> v-projection ->
+  out_proj``, skipping query-key mixing, residual and MLP (MaskCLIP, Zhou et
+  al., ECCV 2022; ClearCLIP, Lan et al., ECCV 2024); the first prototype's best;
+* ``maskclip``: the value path in place of attention, residual and MLP kept;
+* ``tokens``: the plain final tokens;
+* ``window<k>``: local-window inference (:func:`window_features`), the best on
+  the shipped average-pooled tiny CLIP (figures in docs/synthetic_benchmark.md).
+
 NOTE: this is a compact stand-in; once ``ovbench/models/clip``'s wrapper exposes
-dense value-path features, this module should call it instead.
+dense features for the tiny CLIP, this module should call it instead.
 
 IoU arithmetic is :class:`ovbench.evaluation.OpenVocabIoUMetric` (MMSeg's), and
 the datasets are read through :class:`ovbench.data.OVSegDataset`, i.e. exactly
@@ -230,7 +235,7 @@ def _quiet_compute(metric) -> dict:
         logger.setLevel(level)
 
 
-def evaluate(root: Path, checkpoint: Optional[str] = None, modes: Sequence[str] = ("value",), per_class: int = 20,
+def evaluate(root: Path, checkpoint: Optional[str] = None, modes: Sequence[str] = ("window3",), per_class: int = 20,
              seed: int = 0, prompts: str = "single") -> dict:
     """All zero-shot figures of the issue's bars, for one checkpoint (default: the shipped one).
 
