@@ -112,3 +112,13 @@ def test_dense_miou_reads_ovsegdataset_and_reports_split(tiny_checkpoint, tmp_pa
     assert res["images"] == 2 and res["classes"] == 16 and res["unseen_classes"] == 4
     for key in ("mIoU", "mIoU_seen", "mIoU_unseen", "random_mIoU", "random_mIoU_unseen"):
         assert 0.0 <= res[key] <= 100.0 or np.isnan(res[key]), key
+
+
+def test_continuation_stage_starts_from_init_and_records_parent(tiny_checkpoint, tmp_path):
+    from ovbench.pretrain.train import pretrain
+
+    out, record = tiny_checkpoint
+    rec2 = pretrain(tmp_path / "stage2.pt", seed=2, steps=1, batch_size=4, warmup=1, lr=0.0, threads=1, init=out)
+    assert rec2["continued_from"]["checkpoint_sha256"] == record["checkpoint_sha256"]
+    a, b = torch.load(out, weights_only=True), torch.load(tmp_path / "stage2.pt", weights_only=True)
+    assert torch.equal(a["visual.conv1.weight"], b["visual.conv1.weight"])  # lr 0: weights unchanged

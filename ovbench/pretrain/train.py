@@ -78,6 +78,7 @@ def pretrain(
     save_every: int = 100,
     neg_prob: float = 0.5,
     command: str = "",
+    init: Optional[Path] = None,
 ) -> dict:
     """Train from scratch; writes ``out`` (fp16 state dict), ``out.sha256`` and ``out`` with ``.json`` (the record)."""
     import open_clip
@@ -91,7 +92,11 @@ def pretrain(
     rng = np.random.default_rng(seed)
     device = "cuda" if torch.cuda.is_available() else "cpu"
     register()
-    model = open_clip.create_model(MODEL_NAME, device=device)
+    model = open_clip.create_model(MODEL_NAME, device=device, pretrained=str(init) if init else None)
+    parent = None
+    if init:  # a continuation stage: record what it continued
+        rec = Path(init).with_suffix(".json")
+        parent = json.loads(rec.read_text()) if rec.is_file() else {"checkpoint": str(init)}
     tokenizer = open_clip.get_tokenizer(MODEL_NAME)
     decay = [p for n, p in model.named_parameters() if p.ndim >= 2 and "embedding" not in n]
     no_decay = [p for n, p in model.named_parameters() if not (p.ndim >= 2 and "embedding" not in n)]
@@ -123,12 +128,12 @@ def pretrain(
         bar.set_postfix(loss=f"{np.mean(losses[-20:]):.3f}", T=f"{float(scale):.1f}")
         if (step + 1) % save_every == 0 or step + 1 == steps:
             record = _save(model, out, seed, step + 1, steps, batch_size, lr, neg_prob, losses, time.time() - t0,
-                           device, command)
+                           device, command, parent)
     return record
 
 
 def _save(model, out: Path, seed: int, done: int, steps: int, batch_size: int, lr: float, neg_prob: float,
-          losses: List[float], wall: float, device: str, command: str) -> dict:
+          losses: List[float], wall: float, device: str, command: str, parent: Optional[dict] = None) -> dict:
     import torch
 
     state = {k: v.detach().to("cpu", torch.float16) for k, v in model.state_dict().items()}
@@ -155,6 +160,8 @@ def _save(model, out: Path, seed: int, done: int, steps: int, batch_size: int, l
         "checkpoint_sha256": digest,
         "checkpoint_bytes": out.stat().st_size,
     }
+    if parent is not None:
+        record["continued_from"] = parent
     out.with_suffix(".json").write_text(json.dumps(record, indent=2) + "\n")
     return record
 
@@ -170,6 +177,9 @@ def add_arguments(parser) -> None:
                         help="torch CPU threads; 1 is fastest on a busy 2-core machine (2 threads spin on barriers)")
     parser.add_argument("--save-every", type=int, default=100)
     parser.add_argument("--neg-prob", type=float, default=0.5, help="share of images given a hard-negative caption")
+    parser.add_argument("--init", type=Path, default=None,
+                        help="continue from this checkpoint (a second stage; its record is embedded)")
+    parser.add_argument("--warmup", type=int, default=50)
     parser.add_argument("--out", type=Path, default=CHECKPOINT,
                         help=f"fp16 checkpoint to write (default: the shipped asset {CHECKPOINT.name})")
 
@@ -178,6 +188,6 @@ def run(args) -> int:
     command = "ovbench pretrain-clip " + " ".join(shlex.quote(a) for a in sys.argv[2:]) if len(sys.argv) > 1 else ""
     rec = pretrain(args.out, seed=args.seed, steps=args.steps, batch_size=args.batch_size, lr=args.lr,
                    threads=args.threads, save_every=args.save_every, neg_prob=args.neg_prob,
-                   command=command)
+                   command=command, init=args.init, warmup=args.warmup)
     print(json.dumps(rec, indent=2))
     return 0
