@@ -159,10 +159,13 @@ def _claimer(url: str, spec_path: str, name: str, results: list, barrier: str = 
         st.record_result(study, claim.trial, {"status": "ok", "metrics": {"toy": {"mIoU": 1.0}}}, "toy/mIoU")
 
 
-def test_claims_are_exactly_once_across_processes(data_env):
+@pytest.mark.parametrize("storage", ["sqlite", pytest.param("journal", marks=pytest.mark.slow)])
+def test_claims_are_exactly_once_across_processes(data_env, storage):
     spec_path = write_spec(data_env, "claims", values="[1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12]")
     spec = load_spec(spec_path)
     url = st.default_storage_url(st.default_work_root(spec))
+    if storage == "journal":  # a journal file on a shared disk: the multi-machine option without a DB server
+        url = f"journal:{data_env / 'journal.log'}"
     st.open_study(spec, st.open_storage(url), spec.study)
     barrier = data_env / "barrier"
     barrier.mkdir()

@@ -137,7 +137,16 @@ def run(args: argparse.Namespace) -> int:
     from ovbench.sweep.study import default_storage_url
 
     url = default_storage_url(Path(args.work_dir).resolve())
-    study, _ = open_for_report(study_name_for(spec, True), storage=url)
+    study = None
+    for name in (study_name_for(spec, True), spec.study):  # regress's own study, else `ovbench run`'s
+        try:
+            study, _ = open_for_report(name, storage=url)
+            break
+        except KeyError:
+            continue
+    if study is None:
+        print(f"error: no study of {args.ablation} in {url}; run without --no-run", file=sys.stderr)
+        return 2
     df = study_frame(study)
     current = measure(df, swept_params(study))
     path = Path(args.baseline)

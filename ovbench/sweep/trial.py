@@ -50,7 +50,7 @@ def build_config(req: Dict[str, Any]):
     cfg = load_config(req["base_config"], work_dir=req["work_dir"], cfg_options=options or None,
                       seed=int(req["seed"]))
     if train_root:
-        cfg.train_dataloader.dataset.data_root = train_root
+        set_data_root(cfg.train_dataloader, train_root, "train_dataloader")
     hooks = list(cfg.get("custom_hooks") or [])
     if not any(h.get("type") == "FailOnInvalidLossHook" for h in hooks):
         hooks.append(dict(type="FailOnInvalidLossHook", interval=1))  # a NaN loss fails the trial
@@ -59,8 +59,19 @@ def build_config(req: Dict[str, Any]):
     first = next(iter(req["datasets"].values()), None)
     for key in ("val_dataloader", "test_dataloader"):
         if first and cfg.get(key):
-            cfg[key].dataset.data_root = first
+            set_data_root(cfg[key], first, key)
     return cfg
+
+
+def set_data_root(loader: Any, root: str, where: str) -> None:
+    """Point a dataloader's dataset at a named dataset's root; a dataset without one is an error
+    (e.g. a ConcatDataset), said plainly instead of silently evaluating the config's own data."""
+    dataset = loader.get("dataset")
+    if not hasattr(dataset, "get") or "data_root" not in dataset:
+        raise ValueError(f"{where}.dataset has no data_root to point at {root} (type "
+                         f"{getattr(dataset, 'get', lambda k: None)('type')}); drop train_dataset/datasets "
+                         f"from the ablation file or give the config a plain dataset")
+    dataset["data_root"] = root
 
 
 def evaluate(runner: Any, cfg: Any, datasets: Dict[str, str]) -> Dict[str, Dict[str, float]]:
@@ -72,7 +83,7 @@ def evaluate(runner: Any, cfg: Any, datasets: Dict[str, str]) -> Dict[str, Dict[
     out: Dict[str, Dict[str, float]] = {}
     for name, root in datasets.items():
         loader = copy.deepcopy(cfg.test_dataloader)
-        loader.dataset.data_root = root
+        set_data_root(loader, root, "test_dataloader")
         evaluator = copy.deepcopy(cfg.test_evaluator)
         loop = TestLoop(runner, loader, evaluator)
         runner._test_loop = loop  # hooks read runner.test_loop / test_dataloader: make them this set's
@@ -99,7 +110,7 @@ def save_predictions(runner: Any, cfg: Any, datasets: Dict[str, str], work_dir: 
     model.eval()
     for name, root in datasets.items():
         ds_cfg = copy.deepcopy(cfg.test_dataloader.dataset)
-        ds_cfg.data_root = root
+        ds_cfg["data_root"] = root
         dataset = DATASETS.build(ds_cfg)
         folder = work_dir / "preds" / name
         folder.mkdir(parents=True, exist_ok=True)
