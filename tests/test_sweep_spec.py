@@ -119,3 +119,9 @@ def test_named_choices_and_keys_inside_an_override(tmp_path):
     point = spec.grid_points()[-1]
     assert point["model.decode_head.loss_decode"] == "ce2"
     assert spec.config_params(point)["model.decode_head.loss_decode"] == {"loss_weight": 2.0}
+
+
+def test_synthetic_benchmark_sets_are_known_names(tmp_path):
+    text = GOOD.replace("datasets: [toy]", "datasets: [synth_large, synth_small]").replace("toy/mIoU", "synth_small/hIoU")
+    spec = load_spec(write(tmp_path, text))
+    assert spec.datasets == ["synth_large", "synth_small"] and spec.objective_metric == "synth_small/hIoU"

@@ -22,6 +22,7 @@ class DatasetEntry:
     name: str
     description: str
     make: Optional[Callable[[Path], None]]  # writes the dataset into an empty dir; None = must exist
+    locate: Optional[Callable[[], Path]] = None  # for sets another module caches (the synth benchmark)
     vocabulary: str = "vocabulary.json"
     train_prefix: tuple = ("img_dir/train", "ann_dir/train")
     val_prefix: tuple = ("img_dir/val", "ann_dir/val")
@@ -34,8 +35,20 @@ def write_toy(root: Path) -> None:
     write_toy_dataset(root)
 
 
+def _synth(name: str) -> Callable[[], Path]:
+    def locate() -> Path:
+        """The embedded benchmark (generated once into ovbench's cache by ``ovbench.data.synth``)."""
+        from ovbench.data.synth.writers import ensure_synth_benchmark
+
+        return Path(ensure_synth_benchmark()) / name
+
+    return locate
+
+
 REGISTRY: Dict[str, DatasetEntry] = {
     "toy": DatasetEntry("toy", "3-class shapes (8 train / 4 val, 64 px), generated", write_toy),
+    **{n: DatasetEntry(n, f"embedded synthetic benchmark: {n} (ovbench.data.synth)", None, locate=_synth(n))
+       for n in ("synth_train", "synth_large", "synth_medium_shift", "synth_small")},
 }
 
 
@@ -50,6 +63,8 @@ def resolve(name: str, base: Optional[Path] = None) -> Path:
     Atomic so that two sweeps starting together never see a half-written set.
     """
     entry = REGISTRY[name]
+    if entry.locate is not None and base is None:
+        return entry.locate()
     root = (base or data_dir()) / name
     if (root / entry.vocabulary).is_file():
         return root
