@@ -136,3 +136,19 @@ def test_deepcopy_and_state_dict_roundtrip():
     fresh = make(peft=peft)
     fresh.load_state_dict(m.state_dict())
     assert torch.equal(fresh(img, ["x", "y"])["dense"], ref)
+
+
+def test_global_embedding_follows_the_models_pooling():
+    """The tiny CLIP is average-pooled: the wrapper's 'cls' must equal open_clip's own image embedding."""
+    import open_clip
+
+    from ovbench.models.clip import OVCLIP
+
+    torch.manual_seed(0)
+    wrapper = OVCLIP(model_name="ovbench-tiny-vit", pretrained=None).eval()
+    assert wrapper.clip.visual.pool_type == "avg"
+    img = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        ours = wrapper.encode_image(img)["cls"]
+        ref = torch.nn.functional.normalize(wrapper.clip.encode_image(img), dim=-1)
+    torch.testing.assert_close(ours, ref, rtol=1e-4, atol=1e-5)

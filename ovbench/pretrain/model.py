@@ -9,57 +9,23 @@ quietly wrong zero-shot numbers.
 """
 from __future__ import annotations
 
-import hashlib
 import os
-from pathlib import Path
 from typing import Optional, Tuple, Union
 
-MODEL_NAME = "ovbench-tiny-vit"
-ASSETS = Path(__file__).resolve().parents[1] / "assets"
-CONFIG_FILE = ASSETS / f"{MODEL_NAME}.json"  # open_clip config; lives in assets/ so it ships as package data
-CHECKPOINT = ASSETS / "ovbench_tiny_vit.pt"
-CHECKPOINT_SHA256 = ASSETS / "ovbench_tiny_vit.pt.sha256"
+# One definition of the model, its files and their checks: ovbench.models.clip.tiny.
+from ovbench.models.clip.tiny import (  # noqa: F401  (re-exported)
+    ASSETS,
+    CHECKPOINT,
+    CHECKPOINT_SHA256,
+    CONFIG_FILE,
+    MODEL_NAME,
+    expected_sha256,
+    register,
+    sha256_of,
+    verify_checkpoint,
+)
+
 RECORD = ASSETS / "ovbench_tiny_vit.json"
-
-_registered = False
-
-
-def register() -> str:
-    """Add ``assets/ovbench-tiny-vit.json`` to open_clip's registry (idempotent); returns the model name."""
-    global _registered
-    import ovbench  # noqa: F401  (compat shims before open_clip)
-    import open_clip
-
-    if not _registered or MODEL_NAME not in open_clip.list_models():
-        open_clip.add_model_config(CONFIG_FILE)
-        _registered = True
-    return MODEL_NAME
-
-
-def sha256_of(path: Union[str, os.PathLike]) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
-def expected_sha256(sha_file: Union[str, os.PathLike] = CHECKPOINT_SHA256) -> str:
-    text = Path(sha_file).read_text().strip().split()
-    if not text or len(text[0]) != 64:
-        raise ValueError(f"{sha_file}: expected a 64-hex-digit SHA-256 (optionally followed by the file name)")
-    return text[0].lower()
-
-
-def verify_checkpoint(path: Union[str, os.PathLike], sha256: str) -> None:
-    """Raise if ``path``'s SHA-256 is not ``sha256``."""
-    got = sha256_of(path)
-    if got != sha256.lower():
-        raise RuntimeError(
-            f"checkpoint {path}: SHA-256 mismatch (expected {sha256}, got {got}). The file is corrupted or "
-            f"was replaced; restore it from git or re-create it with `ovbench pretrain-clip` and update "
-            f"{CHECKPOINT_SHA256.name}."
-        )
 
 
 def load_tiny_clip(

@@ -4,6 +4,9 @@ from mmseg.registry import MODELS
 from ovbench.models.clip.templates import SINGLE, TEMPLATE_SETS, VILD, resolve_templates  # noqa: F401
 from ovbench.models.clip.wrapper import OVCLIP, build_open_clip  # noqa: F401
 
+from ovbench.models.clip import tiny  # noqa: E402
+
 MODELS.register_module(name="OVCLIP", module=OVCLIP, force=True)
+tiny.register()  # open_clip knows 'ovbench-tiny-vit' and its pretrained tag 'synth' from here on
 
 __all__ = ["OVCLIP", "build_open_clip", "TEMPLATE_SETS", "resolve_templates"]

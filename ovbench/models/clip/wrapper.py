@@ -139,7 +139,7 @@ class OVCLIP(nn.Module):
             x = x if bf else x.transpose(0, 1)
             if i in want:
                 feats[i] = x[:, 1:].transpose(1, 2).reshape(b, -1, gh, gw)
-        pooled = visual.ln_post(x[:, 0])
+        pooled = self._global_embedding(x)
         tokens = x[:, 1:]
         if dense == "maskclip":
             last = blocks[n - 1]
@@ -154,6 +154,16 @@ class OVCLIP(nn.Module):
             tokens = F.normalize(tokens, dim=-1)
         dense_map = tokens.transpose(1, 2).reshape(b, -1, gh, gw)
         return {"cls": pooled, "dense": dense_map, "features": [feats[i] for i in sorted(feats)]}
+
+    def _global_embedding(self, x: torch.Tensor) -> torch.Tensor:
+        """The image embedding before ``proj``, pooled as the model itself pools (open_clip's
+        ``VisionTransformer``: class token for 'tok', mean of patch tokens for 'avg')."""
+        visual = self.clip.visual
+        if getattr(visual, "attn_pool", None) is not None:
+            raise NotImplementedError("OVCLIP: attentional-pooling vision towers (CoCa) are not supported")
+        if getattr(visual, "final_ln_after_pool", False):
+            return visual.ln_post(visual._global_pool(x)[0])
+        return visual._global_pool(visual.ln_post(x))[0]
 
     # ------------------------------------------------------------------ text
     def tokenize(self, texts: List[str]) -> torch.Tensor:

@@ -1,0 +1,50 @@
+# The cost-aggregation segmentor at embedded scale: the shipped tiny CLIP
+# (open_clip 'ovbench-tiny-vit', pretrained tag 'synth' = ovbench/assets, SHA-256
+# checked) + a small CAT-Seg-style aggregator. 64x64 inputs, patch 8 -> 8x8 grid.
+# Dense features: the MaskCLIP value path (Zhou et al. 2022; the wrapper's 'maskclip')
+# for every method alike, so methods differ only in what they train. For *zero-shot*
+# use of the shipped weights a 3x3-window path scores higher (docs/synthetic_benchmark.md);
+# the segmentors do not use it yet.
+clip_mean = [122.771, 116.746, 104.094]
+clip_std = [68.501, 66.632, 70.323]
+model = dict(
+    type='OVCostAggSegmentor',
+    data_preprocessor=dict(
+        type='SegDataPreProcessor', mean=clip_mean, std=clip_std, bgr_to_rgb=True,
+        pad_val=0, seg_pad_val=255, size=(64, 64)),
+    clip=dict(
+        model_name='ovbench-tiny-vit',
+        pretrained='synth',
+        peft=dict(type='frozen'),
+        templates='single',
+        dense='maskclip',
+        out_indices=(1, 2),
+    ),
+    aggregator=dict(
+        hidden_dim=32, num_layers=2, num_heads=4, window=4,
+        appearance_guidance_dim=32, text_guidance_dim=32,
+        decoder_dims=(32, 16), decoder_guidance_dims=(16, 8)),
+    test_cfg=dict(mode='whole'),
+)
+custom_hooks = [dict(type='VocabularyHook')]
+
+# CAT-Seg's recipe, shortened: AdamW, CLIP at 0.01x the head's learning rate, cosine.
+max_iters = 600
+optim_wrapper = dict(
+    type='OptimWrapper',
+    optimizer=dict(type='AdamW', lr=1e-3, weight_decay=1e-4),
+    paramwise_cfg=dict(custom_keys={'backbone.clip': dict(lr_mult=0.01)}),
+    clip_grad=dict(max_norm=1.0, norm_type=2),
+)
+param_scheduler = [dict(type='CosineAnnealingLR', T_max=max_iters, eta_min=0, by_epoch=False, begin=0, end=max_iters)]
+train_cfg = dict(type='IterBasedTrainLoop', max_iters=max_iters, val_interval=max_iters)
+val_cfg = dict(type='ValLoop')
+test_cfg = dict(type='TestLoop')
+default_hooks = dict(
+    timer=dict(type='IterTimerHook'),
+    logger=dict(type='LoggerHook', interval=50, log_metric_by_epoch=False),
+    param_scheduler=dict(type='ParamSchedulerHook'),
+    checkpoint=dict(type='CheckpointHook', by_epoch=False, interval=max_iters, max_keep_ckpts=1),
+    sampler_seed=dict(type='DistSamplerSeedHook'),
+    visualization=dict(type='SegVisualizationHook'),
+)
