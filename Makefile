@@ -11,7 +11,7 @@ STAMP := $(VENV)/.ovbench-installed
 ABLATION ?= ablations/block_size.yaml
 PYTEST_ARGS ?=
 
-.PHONY: venv run test test-fast env constraints clean-venv
+.PHONY: venv run regress test test-fast env constraints clean-venv
 
 venv: $(STAMP)
 
@@ -30,6 +30,10 @@ $(STAMP): setup.cfg pyproject.toml $(CONSTRAINTS)
 
 run: $(STAMP)
 	$(BIN)/ovbench run $(ABLATION)
+	$(BIN)/ovbench report $(ABLATION) --format md
+
+regress: $(STAMP)
+	$(BIN)/ovbench regress
 
 test: $(STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
