@@ -171,7 +171,7 @@ def test_mmseg_config_builds_every_synth_dataset(bench):
     register_all_modules(init_default_scope=True)  # the pipeline's transforms live in mmseg's scope
 
     cfg = Config.fromfile(str(Path(__file__).resolve().parents[1] / "configs/synth/_base_/synth_ov.py"))
-    dataset_cfgs = [cfg.train_dataloader.dataset] + list(cfg.synth_eval_datasets.values())
+    dataset_cfgs = [cfg.train_dataloader.dataset] + list(cfg.eval_datasets.values())
     assert len(dataset_cfgs) == 4
     for d in dataset_cfgs:
         d = d.copy()

@@ -19,6 +19,7 @@ model = dict(
         type='SegDataPreProcessor', mean=clip_mean, std=clip_std, bgr_to_rgb=True,
         pad_val=0, seg_pad_val=255, size=crop_size),
     clip=dict(
+        type='OVCLIP',
         model_name=None,
         model_cfg=tiny_clip_cfg,
         pretrained=None,

@@ -11,6 +11,7 @@ model = dict(
     type='OVCostAggSegmentor',
     data_preprocessor=data_preprocessor,
     clip=dict(
+        type='OVCLIP',
         model_name='ViT-B-16',
         pretrained='openai',
         peft=dict(type='attention'),

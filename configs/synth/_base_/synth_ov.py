@@ -49,8 +49,8 @@ test_dataloader = val_dataloader
 val_evaluator = dict(type='OpenVocabIoUMetric')
 test_evaluator = val_evaluator
 
-# All evaluation sets, for `ovbench test` / the sweep's multi-dataset evaluation.
-synth_eval_datasets = dict(
+# All evaluation sets (the shared `eval_datasets` key): `ovbench test` evaluates each.
+eval_datasets = dict(
     synth_large=_synth('synth_large', 'val', test_pipeline),
     synth_medium_shift=_synth('synth_medium_shift', 'val', test_pipeline),
     synth_small=_synth('synth_small', 'val', test_pipeline),

@@ -40,7 +40,8 @@ class OVCostAggSegmentor(EncoderDecoder):
     """CLIP (+ PEFT) -> cost volume -> aggregation -> per-class logits over any vocabulary.
 
     Args:
-        clip: kwargs of :class:`OVCLIP` (model name, pretrained, peft, templates, out_indices...).
+        clip: config of the CLIP wrapper (``type='OVCLIP'`` by default: model name, pretrained,
+            peft, templates, out_indices...).
         aggregator: kwargs of :class:`CostAggregator` (``embed_dim``/``clip_width`` are filled in
             from the CLIP model); ``None`` for zero-shot MaskCLIP.
         class_names: a fixed vocabulary; normally left ``None`` and taken from the dataset.
@@ -67,7 +68,9 @@ class OVCostAggSegmentor(EncoderDecoder):
         if pretrained is not None:
             raise ValueError("OVCostAggSegmentor: set CLIP weights with clip.pretrained, not model.pretrained")
         BaseSegmentor.__init__(self, data_preprocessor=data_preprocessor, init_cfg=init_cfg)
-        self.backbone = OVCLIP(**clip)
+        clip = dict(clip)
+        clip.setdefault("type", "OVCLIP")  # composed through the registry, like any MMSeg backbone
+        self.backbone: OVCLIP = MODELS.build(clip)
         self.aggregator = None
         if aggregator is not None:
             width = self.backbone.clip.visual.transformer.width
