@@ -12,6 +12,13 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 SMOKE_CONFIG = REPO_ROOT / "configs" / "smoke" / "tiny_fcn.py"
 
 
+def data_root_options(root: Path, **extra) -> dict:
+    """``--cfg-options`` pointing every dataloader of a config at ``root`` (plus ``extra``)."""
+    opts = {f"{k}.dataset.data_root": str(root) for k in ("train_dataloader", "val_dataloader", "test_dataloader")}
+    opts.update(extra)
+    return opts
+
+
 @pytest.fixture(scope="session")
 def toy_dataset(tmp_path_factory) -> Path:
     """A session-wide toy dataset root (read-only by convention)."""

@@ -9,15 +9,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import REPO_ROOT
+from conftest import REPO_ROOT, data_root_options
 
 CONFIG = REPO_ROOT / "configs" / "smoke" / "tiny_catseg.py"
-
-
-def _opts(root: Path, **extra) -> dict:
-    opts = {f"{k}.dataset.data_root": str(root) for k in ("train_dataloader", "val_dataloader", "test_dataloader")}
-    opts.update(extra)
-    return opts
 
 
 def test_trains_validates_and_serves_inference(toy_dataset, tmp_path):
@@ -26,7 +20,7 @@ def test_trains_validates_and_serves_inference(toy_dataset, tmp_path):
     from ovbench.train import load_config, train
 
     work_dir = tmp_path / "wd"
-    cfg = load_config(str(CONFIG), work_dir=str(work_dir), seed=0, cfg_options=_opts(
+    cfg = load_config(str(CONFIG), work_dir=str(work_dir), seed=0, cfg_options=data_root_options(
         toy_dataset, **{"train_cfg.max_iters": 4, "train_cfg.val_interval": 4, "default_hooks.checkpoint.interval": 4}))
     runner = train(cfg)
     metrics = runner.val_loop.run()
@@ -54,7 +48,7 @@ def test_test_vocabulary_may_differ_from_training(toy_dataset, tmp_path):
     vocab = {"name": "toy5", "classes": ["background", "red square", "blue disc", "green cube", "yellow star"],
              "unseen": ["blue disc", "green cube", "yellow star"]}
     (root / "vocabulary.json").write_text(json.dumps(vocab))
-    opts = _opts(toy_dataset, **{"test_dataloader.dataset.data_root": str(root)})
+    opts = data_root_options(toy_dataset, **{"test_dataloader.dataset.data_root": str(root)})
     cfg = load_config(str(CONFIG), work_dir=str(tmp_path / "wd"), seed=0, cfg_options=opts)
     runner = Runner.from_cfg(cfg)
     metrics = runner.test()

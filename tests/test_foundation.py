@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import SMOKE_CONFIG
+from conftest import SMOKE_CONFIG, data_root_options
 
 
 def test_stack_imports():
@@ -40,12 +40,6 @@ def test_ovbench_modules_are_in_mmseg_registries():
     assert METRICS.get("OpenVocabIoUMetric") is not None
 
 
-def _cfg_options(data_root: Path, **extra) -> dict:
-    opts = {f"{k}.dataset.data_root": str(data_root) for k in ("train_dataloader", "val_dataloader", "test_dataloader")}
-    opts.update(extra)
-    return opts
-
-
 def test_train_validate_checkpoint_resume_and_infer(toy_dataset, tmp_path):
     from mmseg.apis import inference_model, init_model
 
@@ -53,7 +47,7 @@ def test_train_validate_checkpoint_resume_and_infer(toy_dataset, tmp_path):
 
     work_dir = tmp_path / "wd"
     opts = {"train_cfg.max_iters": 20, "train_cfg.val_interval": 10, "default_hooks.checkpoint.interval": 10}
-    cfg = load_config(str(SMOKE_CONFIG), work_dir=str(work_dir), cfg_options=_cfg_options(toy_dataset, **opts), seed=1)
+    cfg = load_config(str(SMOKE_CONFIG), work_dir=str(work_dir), cfg_options=data_root_options(toy_dataset, **opts), seed=1)
     runner = train(cfg)
     assert runner.iter == 20
     assert (work_dir / "iter_10.pth").is_file() and (work_dir / "iter_20.pth").is_file()
@@ -65,7 +59,7 @@ def test_train_validate_checkpoint_resume_and_infer(toy_dataset, tmp_path):
     # Resume from the latest checkpoint and continue to iteration 30.
     opts["train_cfg.max_iters"] = 30
     cfg2 = load_config(
-        str(SMOKE_CONFIG), work_dir=str(work_dir), cfg_options=_cfg_options(toy_dataset, **opts), seed=1, resume="auto"
+        str(SMOKE_CONFIG), work_dir=str(work_dir), cfg_options=data_root_options(toy_dataset, **opts), seed=1, resume="auto"
     )
     runner2 = train(cfg2)
     assert runner2.iter == 30
@@ -87,7 +81,7 @@ def test_same_seed_gives_same_numbers(toy_dataset, tmp_path):
         cfg = load_config(
             str(SMOKE_CONFIG),
             work_dir=str(tmp_path / sub),
-            cfg_options=_cfg_options(toy_dataset, **{"train_cfg.max_iters": 5, "train_cfg.val_interval": 100}),
+            cfg_options=data_root_options(toy_dataset, **{"train_cfg.max_iters": 5, "train_cfg.val_interval": 100}),
             seed=7,
         )
         runner = train(cfg)
@@ -100,7 +94,7 @@ def test_train_cli_entry(toy_dataset, tmp_path):
     from ovbench.cli import main
 
     work_dir = tmp_path / "cli"
-    opts = [f"{k}={v}" for k, v in _cfg_options(toy_dataset, **{"train_cfg.max_iters": 2, "train_cfg.val_interval": 2}).items()]
+    opts = [f"{k}={v}" for k, v in data_root_options(toy_dataset, **{"train_cfg.max_iters": 2, "train_cfg.val_interval": 2}).items()]
     assert main(["train", str(SMOKE_CONFIG), "--work-dir", str(work_dir), "--seed", "3", "--cfg-options", *opts]) == 0
     dumped = (work_dir / "tiny_fcn.py").read_text()
     assert "seed=3" in dumped.replace(" ", "")
@@ -110,6 +104,6 @@ def test_missing_data_root_is_named_before_training(tmp_path):
     from ovbench.train import load_config, train
 
     (tmp_path / "vocabulary.json").write_text(json.dumps({"classes": ["a", "b", "c"]}))
-    cfg = load_config(str(SMOKE_CONFIG), work_dir=str(tmp_path / "wd"), cfg_options=_cfg_options(tmp_path))
+    cfg = load_config(str(SMOKE_CONFIG), work_dir=str(tmp_path / "wd"), cfg_options=data_root_options(tmp_path))
     with pytest.raises(FileNotFoundError, match="img_dir/train"):
         train(cfg)
