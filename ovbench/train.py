@@ -82,7 +82,28 @@ def load_config(
     elif resume is not None:
         cfg.resume = True
         cfg.load_from = resume
+    if cfg.get("model") is not None:
+        _stringify_non_finite(cfg.model)
     return cfg
+
+
+def _stringify_non_finite(node: Any) -> None:
+    """Replace ``inf``/``nan`` floats under ``node`` by ``'inf'``/``'-inf'``/``'nan'`` in place.
+
+    mmengine dumps a config as Python source through ``repr``, and
+    ``repr(float('inf'))`` is ``inf``, a name the dumped file cannot evaluate:
+    ``mmseg.apis.init_model(work_dir/config.py, ...)`` would then fail on, e.g.,
+    H-CLIP's ``orth_lambda=float('inf')`` (hard Cayley). The strings round-trip,
+    and the consumers parse them with ``float()``.
+    """
+    import math
+
+    items = node.items() if isinstance(node, dict) else enumerate(node) if isinstance(node, list) else ()
+    for key, value in list(items):
+        if isinstance(value, float) and not math.isfinite(value):
+            node[key] = "nan" if math.isnan(value) else ("inf" if value > 0 else "-inf")
+        elif isinstance(value, (dict, list)):
+            _stringify_non_finite(value)
 
 
 def train(cfg: Config):

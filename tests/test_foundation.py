@@ -107,3 +107,19 @@ def test_missing_data_root_is_named_before_training(tmp_path):
     cfg = load_config(str(SMOKE_CONFIG), work_dir=str(tmp_path / "wd"), cfg_options=data_root_options(tmp_path))
     with pytest.raises(FileNotFoundError, match="img_dir/train"):
         train(cfg)
+
+
+def test_dumped_config_with_infinite_values_loads_back(tmp_path):
+    """H-CLIP's hard Cayley is orth_lambda=inf; the work dir's config dump must stay loadable."""
+    from mmengine.config import Config
+
+    from ovbench.train import load_config
+
+    cfg = load_config(str(SMOKE_CONFIG.with_name("tiny_catseg.py")), work_dir=str(tmp_path),
+                      cfg_options={"model.clip.peft": dict(_delete_=True, type="hclip", q=16, orth_lambda=float("inf"))})
+    assert cfg.model.clip.peft.orth_lambda == "inf"
+    cfg.dump(str(tmp_path / "dumped.py"))
+    again = Config.fromfile(str(tmp_path / "dumped.py"))
+    from ovbench.peft import build_peft_config
+
+    assert build_peft_config(again.model.clip.peft).orth_lambda == float("inf")

@@ -47,7 +47,8 @@ val_dataloader = dict(
 )
 test_dataloader = val_dataloader
 val_evaluator = dict(type='OpenVocabIoUMetric')
-test_evaluator = val_evaluator
+# Test-time: also the image-text alignment diagnostic (needs model.alignment=True).
+test_evaluator = [dict(type='OpenVocabIoUMetric'), dict(type='AlignmentMetric')]
 
 # All evaluation sets (the shared `eval_datasets` key): `ovbench test` evaluates each.
 eval_datasets = dict(

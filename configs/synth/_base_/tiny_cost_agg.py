@@ -26,6 +26,7 @@ model = dict(
         appearance_guidance_dim=32, text_guidance_dim=32,
         decoder_dims=(16, 8), decoder_guidance_dims=(8, 4)),
     test_cfg=dict(mode='whole'),
+    alignment=True,  # record image-text alignment at test time (AlignmentMetric)
 )
 custom_hooks = [dict(type='VocabularyHook')]
 
