@@ -54,3 +54,16 @@ def test_vit_b16_configs_build_and_step(rel_path):
 def test_vit_l14_configs_build_and_step(rel_path):
     out = _one_step(rel_path, size=112)
     assert out["model"].backbone.clip.visual.transformer.width == 1024
+
+
+@pytest.mark.parametrize("path", sorted((REPO_ROOT / "configs" / "baselines").glob("*.py")), ids=lambda p: p.stem)
+def test_baseline_configs_load_and_name_a_valid_method(path):
+    from mmengine.config import Config
+
+    from ovbench.peft import build_peft_config
+
+    cfg = Config.fromfile(str(path))
+    assert cfg.model.type == "OVCostAggSegmentor" and cfg.model.clip.model_name == "ViT-B-16"
+    method = build_peft_config(cfg.model.clip.peft)
+    assert type(method).__name__.lower().startswith(cfg.model.clip.peft.type)
+    assert ("zeroshot" in path.stem) == (cfg.model.aggregator is None)

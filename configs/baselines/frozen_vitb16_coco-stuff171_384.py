@@ -1,0 +1,3 @@
+# Frozen CLIP + the CAT-Seg aggregator (H-CLIP's 'Freeze' row), ViT-B/16.
+_base_ = ['../catseg/catseg_vitb16_coco-stuff171_384.py']
+model = dict(clip=dict(peft=dict(_delete_=True, type='frozen')))
