@@ -97,3 +97,14 @@ def test_harmonic_mean_edges():
     assert harmonic_mean(0.0, 0.0) == 0.0
     assert np.isnan(harmonic_mean(float("nan"), 3.0))
     assert harmonic_mean(40.0, 60.0) == pytest.approx(48.0)
+
+
+def test_class_list_that_does_not_match_the_labels_is_refused_before_training(toy_dataset, tmp_path):
+    import shutil
+
+    root = tmp_path / "short_vocab"
+    shutil.copytree(toy_dataset, root)
+    (root / "vocabulary.json").write_text(json.dumps({"classes": ["background", "red square"]}))
+    with pytest.raises(ValueError, match="does not match the annotations"):
+        OVSegDataset(vocabulary="vocabulary.json", data_root=str(root),
+                     data_prefix=dict(img_path="img_dir/train", seg_map_path="ann_dir/train"), pipeline=[])

@@ -150,6 +150,9 @@ class OVSegDataset(BaseSegDataset):
             ``JPEGImages`` folder but label a subset).
         ignore_index: label value to ignore; exported in the metainfo so that
             ``OpenVocabIoUMetric`` uses the same one (65535 for 16-bit label sets).
+        check_labels: read this many label maps at construction and refuse ids
+            outside the vocabulary (a class list that does not match the
+            annotations), so the error comes before training, not in it. 0 = off.
     """
 
     def __init__(
@@ -160,6 +163,7 @@ class OVSegDataset(BaseSegDataset):
         reduce_zero_label: bool = False,
         list_from: str = "images",
         ignore_index: int = 255,
+        check_labels: int = 4,
         **kwargs: Any,
     ) -> None:
         if list_from not in ("images", "labels"):
@@ -181,6 +185,27 @@ class OVSegDataset(BaseSegDataset):
             metainfo=metainfo,
             **kwargs,
         )
+        if check_labels and not self.test_mode and self.label_map is None:
+            self._check_label_ids(check_labels)
+
+    def _check_label_ids(self, n: int) -> None:
+        """Refuse label maps holding ids >= the number of classes (other than ``ignore_index``)."""
+        import numpy as np
+        from PIL import Image
+
+        num_classes = len(self.vocabulary.classes)
+        for i in range(min(n, len(self))):  # data_list itself is serialised away after full_init
+            path = self.get_data_info(i).get("seg_map_path")
+            if not path or not osp.isfile(path):
+                continue
+            ids = np.unique(np.asarray(Image.open(path)))
+            bad = [int(i) for i in ids if i != self.ignore_index and i >= num_classes]
+            if bad:
+                raise ValueError(
+                    f"{type(self).__name__}: {path} holds label id(s) {bad[:5]} but the vocabulary "
+                    f"'{self.vocabulary.name}' has {num_classes} classes (ids 0..{num_classes - 1}, "
+                    f"{self.ignore_index} = ignore): the class list does not match the annotations."
+                )
 
     def load_data_list(self) -> List[dict]:
         img_dir = self.data_prefix.get("img_path", "")
