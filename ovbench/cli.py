@@ -52,12 +52,11 @@ def build_parser(chosen: Optional[str] = None) -> argparse.ArgumentParser:
 def main(argv: Optional[List[str]] = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     chosen = argv[0] if argv and argv[0] in COMMANDS else None
-    args = build_parser(chosen).parse_args(argv)
-    module, _, issue = COMMANDS[args.command]
-    if module is None:
-        print(f"ovbench {args.command}: not yet implemented (tracked in {issue}).", file=sys.stderr)
+    if chosen is not None and COMMANDS[chosen][0] is None:  # answer before argparse sees its options
+        print(f"ovbench {chosen}: not yet implemented (tracked in {COMMANDS[chosen][2]}).", file=sys.stderr)
         return 2
-    return int(importlib.import_module(module).run(args) or 0)
+    args = build_parser(chosen).parse_args(argv)
+    return int(importlib.import_module(COMMANDS[args.command][0]).run(args) or 0)
 
 
 if __name__ == "__main__":
