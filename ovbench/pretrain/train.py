@@ -84,7 +84,7 @@ def pretrain(
     import open_clip
     import torch
     import torch.nn.functional as F
-    from tqdm import tqdm
+    from ovbench.progress import progress_bar
 
     if threads:
         torch.set_num_threads(threads)
@@ -109,8 +109,8 @@ def pretrain(
     t0 = time.time()
     losses: List[float] = []
     record: dict = {}
-    bar = tqdm(range(steps), desc="pretrain-clip", dynamic_ncols=True, mininterval=5.0)
-    for step in bar:
+    bar = progress_bar(steps, "pretrain-clip", unit="step")
+    for step in range(steps):
         images, caps, negs, _ = sample_batch(rng, batch_size, neg_prob=neg_prob)
         x = to_tensor(images).to(device)
         tokens = tokenizer(caps + negs).to(device)
@@ -126,9 +126,11 @@ def pretrain(
         sched.step()
         losses.append(float(loss.detach()))
         bar.set_postfix(loss=f"{np.mean(losses[-20:]):.3f}", T=f"{float(scale):.1f}")
+        bar.update(1)
         if (step + 1) % save_every == 0 or step + 1 == steps:
             record = _save(model, out, seed, step + 1, steps, batch_size, lr, neg_prob, losses, time.time() - t0,
                            device, command, parent)
+    bar.close()
     return record
 
 

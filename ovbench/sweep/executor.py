@@ -135,16 +135,17 @@ def run_subprocess(req: Dict[str, Any], opts: RunOptions, beat: Callable[[], Non
 
 
 class Progress:
-    """A sweep bar with ETA plus one line per finished trial (tqdm; silent when disabled)."""
+    """A sweep bar with ETA plus one line per finished trial (tqdm on a terminal, plain periodic
+    lines in a log: :func:`ovbench.progress.progress_bar`); only the trial lines when disabled."""
 
     def __init__(self, done: int, total: int, enabled: bool, desc: str):
         self.lock = threading.Lock()
         self.running: Dict[int, str] = {}
         self.bar = None
         if enabled:
-            from tqdm import tqdm
+            from ovbench.progress import progress_bar
 
-            self.bar = tqdm(total=total, initial=done, desc=desc, unit="trial", dynamic_ncols=True, file=sys.stderr)
+            self.bar = progress_bar(total, desc, unit="trial", initial=done, file=sys.stderr)
 
     def trial(self, number: int, text: Optional[str]) -> None:
         """Per-trial progress (iterations done) shown beside the sweep bar; None removes it."""
