@@ -7,3 +7,10 @@ from ovbench.data.ov_benchmarks import (  # noqa: F401
     PascalVOC20Dataset,
 )
 from ovbench.data.transforms import LoadWideAnnotations  # noqa: F401
+from ovbench.data.panoptic import (  # noqa: F401
+    ADE20KPanopticDataset,
+    CityscapesPanopticDataset,
+    COCOPanopticDataset,
+    OVPanopticDataset,
+)
+from ovbench.data.panoptic_transforms import LoadPanopticAnnotations, PackPanopticInputs  # noqa: F401

@@ -11,6 +11,7 @@ Vocabulary file (``*.json``)::
     {"name": "synth-large",
      "classes": ["red felt", "blue brick", ...],      # index = label id in the PNGs
      "unseen": ["blue brick", ...],                   # optional; the rest is seen
+     "things": ["cup", ...],                          # optional; countable classes (panoptic); the rest is stuff
      "palette": [[r, g, b], ...]}                     # optional
 """
 from __future__ import annotations
@@ -27,7 +28,8 @@ from mmseg.registry import DATASETS
 
 VOCABULARY_FORM = (
     'a JSON object {"name": str, "classes": [str, ...], "unseen": [str, ...] (optional), '
-    '"prompts": {class: [name, ...]} (optional), "palette": [[r, g, b], ...] (optional)}'
+    '"things": [str, ...] (optional), "prompts": {class: [name, ...]} (optional), '
+    '"palette": [[r, g, b], ...] (optional)}'
 )
 #: Vocabularies shipped with ovbench (``vocabulary='ade847'`` in a config).
 SHIPPED_VOCABULARIES = osp.join(osp.dirname(__file__), "vocabularies")
@@ -47,6 +49,8 @@ class Vocabulary:
     palette: Optional[tuple] = None
     #: class -> the names it is prompted with (its score is the max over them); default: its own name
     prompts: Dict[str, tuple] = field(default_factory=dict)
+    #: countable ("thing") classes for panoptic evaluation; None = not given by the file
+    things: Optional[frozenset] = None
 
     @property
     def seen(self) -> frozenset:
@@ -54,7 +58,9 @@ class Vocabulary:
 
     def metainfo(self) -> Dict[str, Any]:
         palette = self.palette or default_palette(len(self.classes))
+        extra = {} if self.things is None else dict(thing_classes=tuple(c for c in self.classes if c in self.things))
         return dict(
+            **extra,
             classes=tuple(self.classes),
             palette=[list(c) for c in palette],
             unseen_classes=tuple(c for c in self.classes if c in self.unseen),
@@ -111,6 +117,14 @@ def load_vocabulary(source: Union[str, os.PathLike, Dict[str, Any]]) -> Vocabula
     unknown = sorted(set(unseen) - set(classes))
     if unknown:
         _fail(where, "unseen", f"names not in 'classes': {unknown}")
+    things = raw.get("things")
+    if things is not None:
+        if not isinstance(things, list) or not all(isinstance(c, str) for c in things):
+            _fail(where, "things", "must be a list of class names")
+        unknown = sorted(set(things) - set(classes))
+        if unknown:
+            _fail(where, "things", f"names not in 'classes': {unknown}")
+        things = frozenset(things)
     palette = raw.get("palette")
     if palette is not None:
         ok = isinstance(palette, list) and len(palette) == len(classes) and all(
@@ -134,6 +148,7 @@ def load_vocabulary(source: Union[str, os.PathLike, Dict[str, Any]]) -> Vocabula
         unseen=frozenset(unseen),
         palette=palette,
         prompts={c: tuple(n) for c, n in prompts.items()},
+        things=things,
     )
 
 
