@@ -4,7 +4,8 @@
 an open_clip model and attaches the method; ``merge_peft`` folds it into the
 weights; ``count_parameters`` gives trainable / free / total per encoder.
 Methods: ``frozen``, ``full``, ``attention`` (CAT-Seg), ``lora``, ``vpt``,
-``oft``, ``hclip``. See ``docs/peft.md``.
+``oft``, ``hclip``, ``simo`` (FISA's query-only tuning of image and mask
+tokens). See ``docs/peft.md``.
 """
 from ovbench.peft.base import (  # noqa: F401
     ATTN_SITES,
@@ -22,7 +23,7 @@ from ovbench.peft.base import (  # noqa: F401
     register_peft,
     site_linear,
 )
-from ovbench.peft import simple, lora, vpt, oft, hclip  # noqa: F401,E402  (registration)
+from ovbench.peft import simple, lora, vpt, oft, hclip, simo  # noqa: F401,E402  (registration)
 from ovbench.peft.orth import cayley, hyperspherical_energy, orthogonality_error  # noqa: F401,E402
 
 __all__ = [
