@@ -28,18 +28,28 @@ class OpenVocabIoUMetric(IoUMetric):
     :class:`ovbench.data.OVSegDataset` from its vocabulary file). Without a
     split only IoUMetric's keys are returned. ``per_class`` additionally returns
     ``IoU.<class name>``, which the sweep layer stores for reports.
+    ``pred_key`` names the prediction field (``pred_sem_seg_oracle_masks`` etc.,
+    docs/fisa.md), so one test run scores several predictions of a sample.
     """
 
-    def __init__(self, per_class: bool = False, ignore_index: Optional[int] = None, **kwargs) -> None:
+    def __init__(self, per_class: bool = False, ignore_index: Optional[int] = None,
+                 pred_key: str = "pred_sem_seg", **kwargs) -> None:
         kwargs.setdefault("iou_metrics", ["mIoU"])
         super().__init__(ignore_index=255 if ignore_index is None else ignore_index, **kwargs)
         self.per_class = per_class
+        self.pred_key = pred_key
         # None: follow the dataset (metainfo 'ignore_index', e.g. 65535 for 16-bit label sets).
         self._ignore_from_dataset = ignore_index is None
 
     def process(self, data_batch: dict, data_samples: Sequence[dict]) -> None:
         if self._ignore_from_dataset and self.dataset_meta:
             self.ignore_index = int(self.dataset_meta.get("ignore_index", 255))
+        if self.pred_key != "pred_sem_seg":
+            missing = [i for i, s in enumerate(data_samples) if self.pred_key not in s]
+            if missing:
+                raise KeyError(f"OpenVocabIoUMetric: data sample {missing[0]} has no '{self.pred_key}' "
+                               f"(it has {sorted(data_samples[missing[0]])})")
+            data_samples = [dict(s, pred_sem_seg=s[self.pred_key]) for s in data_samples]
         super().process(data_batch, data_samples)
 
     def compute_metrics(self, results: list) -> Dict[str, float]:
