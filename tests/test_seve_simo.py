@@ -63,6 +63,9 @@ def test_seve_gate_zero_is_exact_identity_and_none_disables(clip):
     seve.attach(clip)
     try:
         seve.set_text(text)
+        clip.encode_image(img)["dense"].square().sum().backward()
+        for layer in seve.layers:  # Flamingo's zero gate: only the gate moves at the first step
+            assert layer.gate.grad.abs() > 0 and layer.out.weight.grad.abs().sum() == 0
         with torch.no_grad():
             assert same(clip.encode_image(img, out_indices=(0, 1, 3)), ref)
             with torch.no_grad():
@@ -260,6 +263,21 @@ def test_mask_tokens_follow_seve(clip):
         seve.detach()
     assert same(out, ref)
     assert (out["mask_emb"] - plain["mask_emb"]).abs().max() > 1e-4
+
+
+def test_mask_tokens_with_vpt_prompts_empty_masks_and_no_masks():
+    model = make(dict(type="vpt", n_tokens=3))  # prompts sit between the class token and the patches
+    perturb(model, 0.5)
+    img = images()
+    masks = torch.zeros(2, 2, 8, 8)
+    masks[:, 1, :4] = 1
+    with torch.no_grad():
+        ref = model.encode_image(img)
+        out = encode_with_mask_tokens(model, img, masks, num_blocks=4, include_cls=False)
+        none = encode_with_mask_tokens(model, img, masks[:, :0])
+    assert same(out, ref)
+    assert torch.isfinite(out["mask_emb"]).all()  # an all-zero mask keeps its best patch
+    assert none["mask_emb"].shape == (2, 0, D) and same(none, ref)
 
 
 def test_mask_tokens_errors(clip):

@@ -49,7 +49,8 @@ def mask_patch_bias(masks: Tensor, grid: Tuple[int, int], bias: str = "hard") ->
     if masks.dim() != 4:
         raise ValueError(f"mask tokens: masks must be [B, N, H, W], got shape {tuple(masks.shape)}")
     b, n = masks.shape[:2]
-    m = F.adaptive_avg_pool2d(masks.float().flatten(0, 1).unsqueeze(1), grid).reshape(b, n, -1).clamp(0, 1)
+    m = F.adaptive_avg_pool2d(masks.float().flatten(0, 1).unsqueeze(1), grid).reshape(b, n, grid[0] * grid[1])
+    m = m.clamp(0, 1)
     if bias == "soft":
         return torch.log(m + 1e-6)
     inside = m >= 0.5
