@@ -261,3 +261,70 @@ def test_generator_checkpoint_is_loaded_and_frozen(tmp_path):
     for k, v in src.state_dict().items():
         assert torch.equal(model.mask_generator.state_dict()[k], v), k
     assert not any(p.requires_grad for p in model.mask_generator.parameters())
+
+
+# ----------------------------------------------------------------------------- Runner + mmseg.apis
+def _panoptic_ds(root, name, split):
+    return dict(type="OVPanopticDataset", data_root=str(root / name), ann_file=f"panoptic_{split}.json",
+                vocabulary="vocabulary.json", data_prefix=dict(img_path="", seg_map_path=f"panoptic/{split}"),
+                pipeline=[dict(type="LoadImageFromFile"), dict(type="LoadPanopticAnnotations"),
+                          dict(type="PackPanopticInputs")])
+
+
+def test_runner_train_test_and_inference_model(tmp_path):
+    from mmengine.config import Config
+    from mmengine.runner import Runner
+    from mmseg.apis import inference_model, init_model
+
+    from ovbench.data.synth.writers import ensure_synth_benchmark
+
+    root = ensure_synth_benchmark(root=tmp_path / "synth", scale=0.02)
+    loader = dict(batch_size=1, num_workers=0, persistent_workers=False,
+                  sampler=dict(type="DefaultSampler", shuffle=False), dataset=_panoptic_ds(root, "synth_large", "val"))
+    modes = ("oracle_masks", "oracle_classes")
+    evaluators = [dict(type="OpenVocabIoUMetric"), dict(type="PanopticQualityMetric")]
+    for m in modes:
+        evaluators += [dict(type="OpenVocabIoUMetric", pred_key=f"pred_sem_seg_{m}", prefix=m),
+                       dict(type="PanopticQualityMetric", pred_key=f"pred_panoptic_seg_{m}", prefix=m)]
+    cfg = Config(dict(
+        default_scope="mmseg",
+        work_dir=str(tmp_path / "work"),
+        model=dict(type="OVMaskClassSegmentor", clip=CLIP, mask_generator=GEN,
+                   data_preprocessor=dict(type="SegDataPreProcessor", mean=[122.8, 116.7, 104.1],
+                                          std=[68.5, 66.6, 70.3], bgr_to_rgb=True, size=(64, 64)),
+                   clip_peft=None, train_cfg=dict(match_iou=0.0), test_cfg=dict(extra_modes=modes)),
+        train_dataloader=dict(batch_size=2, num_workers=0, persistent_workers=False,
+                              sampler=dict(type="InfiniteSampler", shuffle=True),
+                              dataset=_panoptic_ds(root, "synth_train", "train")),
+        test_dataloader=loader, test_evaluator=evaluators, test_cfg=dict(type="TestLoop"),
+        train_cfg=dict(type="IterBasedTrainLoop", max_iters=2, val_interval=100),
+        optim_wrapper=dict(type="OptimWrapper", optimizer=dict(type="AdamW", lr=1e-3)),
+        custom_hooks=[dict(type="VocabularyHook")],
+        default_hooks=dict(checkpoint=dict(type="CheckpointHook", by_epoch=False, interval=2),
+                           logger=dict(type="LoggerHook", interval=1)),
+        env_cfg=dict(cudnn_benchmark=False, dist_cfg=dict(backend="gloo")),
+        log_level="WARNING",
+    ))
+    cfg.model.pop("clip_peft")
+    cfg.model.clip = dict(CLIP, peft=dict(type="lora", r=2))
+    runner = Runner.from_cfg(cfg)
+    runner.train()
+    metrics = runner.test()
+    for key in ("mIoU", "PQ", "oracle_masks/mIoU", "oracle_masks/PQ", "oracle_classes/mIoU", "oracle_classes/PQ"):
+        assert key in metrics, sorted(metrics)
+    model = runner.model
+    assert model._train_classes == tuple(runner.train_dataloader.dataset.metainfo["classes"])
+    # the oracles can only help over the random generator + barely trained classifier
+    assert metrics["oracle_classes/PQ"] >= metrics["PQ"]
+
+    ckpt = tmp_path / "work" / "iter_2.pth"
+    cfg.model.test_cfg = dict(extra_modes=())
+    cfg.test_pipeline = [dict(type="LoadImageFromFile"), dict(type="PackSegInputs")]  # no ground truth
+    loaded = init_model(cfg, str(ckpt), device="cpu")
+    img = next((root / "synth_large" / "img_dir" / "val").iterdir())
+    result = inference_model(loaded, str(img))
+    n_train = len(loaded.dataset_meta["classes"])  # init_model restores the training set's meta
+    assert result.pred_sem_seg.data.shape[-2:] == (64, 64)
+    assert int(result.pred_sem_seg.data.max()) < n_train or int(result.pred_sem_seg.data.max()) == 255
+    assert result.pred_panoptic_seg.data.shape[-2:] == (64, 64)
+    assert loaded._train_classes == model._train_classes
