@@ -437,6 +437,9 @@ class OVMaskClassSegmentor(BaseSegmentor):
 
     # -------------------------------------------------------------- training
     def loss(self, inputs: Tensor, data_samples: SampleList) -> Dict[str, Tensor]:
+        if not any(p.requires_grad for p in self.parameters()):
+            raise RuntimeError("OVMaskClassSegmentor: nothing trains (frozen CLIP, no seve, no in_vocab_head, fixed "
+                               "logit_scale): it is a zero-shot model; evaluate it without a checkpoint")
         self._train_classes = tuple(self.class_names)  # the seen classes, for the ensemble
         self._note_things(data_samples)
         gen = self.extract_feat(inputs)
