@@ -186,7 +186,7 @@ def test_errors_name_the_problem():
         pq_image_stats(gt, gs, strip(5, 5, 5, 5), [{"id": 5, "category_id": 1}], NUM_CLASSES)
 
 
-def test_large_ids_take_the_search_path():
+def test_large_ids_give_the_same_stats():
     rng = np.random.default_rng(7)
     gt, gs, pred, ps = random_case(rng)
     big = {s["id"]: s["id"] + (1 << 23) for s in ps}
@@ -318,3 +318,10 @@ def test_coco_files_agree_with_panopticapi(tmp_path):
         st = api.pq_per_cat[10 * c + 3]
         assert [st.tp, st.fp, st.fn] == stats[c, [TP, FP, FN]].tolist()
         assert abs(st.iou - stats[c, IOU]) < 1e-9
+
+
+def test_ids_out_of_range_are_refused():
+    with pytest.raises(ValueError, match=r"prediction map holds id -1 .*\[0, 2\^31\)"):
+        pq_image_stats(strip(1, 1), [seg(1, 0)], strip(-1, 5), [seg(5, 0)], NUM_CLASSES)
+    with pytest.raises(ValueError, match=r"gt map holds id .*2147483648"):
+        pq_image_stats(strip(1, 2 ** 31), [seg(1, 0), seg(2 ** 31, 0)], strip(5, 5), [seg(5, 0)], NUM_CLASSES)

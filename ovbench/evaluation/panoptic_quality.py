@@ -38,7 +38,8 @@ from mmseg.registry import METRICS
 
 #: columns of a per-class statistics array
 IOU, TP, FP, FN = 0, 1, 2, 3
-_LUT_MAX = 1 << 22  # ids below this are mapped with a lookup table, larger ones by binary search
+_SHIFT = 31  # joint key = gt id << 31 | pred id (int64)
+_MAX_ID = 1 << _SHIFT
 
 
 def _segment_table(segments: Sequence[Mapping[str, Any]], num_classes: int, what: str, source: str,
@@ -72,33 +73,26 @@ def _segment_table(segments: Sequence[Mapping[str, Any]], num_classes: int, what
     return ids, cats, crowd
 
 
-def _compact(ids: np.ndarray, seg_ids: np.ndarray, what: str, source: str) -> np.ndarray:
-    """Pixel ids -> 1 + position in ``seg_ids`` (0 = void); refuses ids that are not listed."""
-    lo = int(ids.min()) if ids.size else 0
-    hi = int(ids.max()) if ids.size else 0
-    if lo < 0:
-        raise ValueError(f"{source}: {what} map holds negative id {lo}")
-    if hi < _LUT_MAX:
-        lut = np.full(hi + 1, -1, np.int64)
-        lut[0] = 0
-        keep = seg_ids <= hi
-        lut[seg_ids[keep]] = np.nonzero(keep)[0] + 1
-        out = lut[ids]
-        if out.min(initial=0) < 0:
-            bad = np.unique(ids[out < 0])
-            raise ValueError(f"{source}: {what} map holds segment id(s) {bad[:5].tolist()} with no segments_info "
-                             f"entry (listed: {sorted(seg_ids.tolist())[:10]})")
-        return out
-    order = np.argsort(seg_ids)
+def _lookup(values: np.ndarray, seg_ids: np.ndarray, what: str, source: str) -> np.ndarray:
+    """Segment ids (a few, from the joint histogram) -> 1 + position in ``seg_ids``; 0 = void."""
+    listed = sorted(seg_ids.tolist())[:10]
+    if len(seg_ids) == 0:
+        seg_ids = np.zeros(1, np.int64)  # a placeholder that only void (0) can hit, and void maps to 0 anyway
+    order = np.argsort(seg_ids, kind="stable")
     sorted_ids = seg_ids[order]
-    pos = np.searchsorted(sorted_ids, ids)
-    pos_c = np.minimum(pos, max(len(sorted_ids) - 1, 0))
-    found = (sorted_ids[pos_c] == ids) if len(sorted_ids) else np.zeros(ids.shape, bool)
-    if not np.all(found | (ids == 0)):
-        bad = np.unique(ids[~found & (ids != 0)])
-        raise ValueError(f"{source}: {what} map holds segment id(s) {bad[:5].tolist()} with no segments_info "
-                         f"entry (listed: {sorted(seg_ids.tolist())[:10]})")
-    return np.where(found, order[pos_c] + 1, 0)
+    pos = np.minimum(np.searchsorted(sorted_ids, values), len(sorted_ids) - 1)
+    found = (sorted_ids[pos] == values) & (values != 0)
+    unlisted = ~found & (values != 0)
+    if unlisted.any():
+        raise ValueError(f"{source}: {what} map holds segment id(s) {values[unlisted][:5].tolist()} with no "
+                         f"segments_info entry (listed: {listed})")
+    return np.where(found, order[pos] + 1, 0)
+
+
+def _check_range(ids: np.ndarray, what: str, source: str) -> None:
+    if ids.size and (int(ids.min()) < 0 or int(ids.max()) >= _MAX_ID):
+        raise ValueError(f"{source}: {what} map holds id {int(ids.min())} or {int(ids.max())}; ids must lie in "
+                         "[0, 2^31) (0 = void)")
 
 
 def pq_image_stats(gt_ids: np.ndarray, gt_segments: Sequence[Mapping[str, Any]], pred_ids: np.ndarray,
@@ -116,10 +110,18 @@ def pq_image_stats(gt_ids: np.ndarray, gt_segments: Sequence[Mapping[str, Any]],
         raise ValueError(f"{source}: gt map {gt_ids.shape} and prediction map {pred_ids.shape} differ in shape")
     g_id, g_cat, g_crowd = _segment_table(gt_segments, num_classes, "gt", source, with_crowd=True)
     p_id, p_cat, _ = _segment_table(pred_segments, num_classes, "prediction", source, with_crowd=False)
-    gi = _compact(gt_ids.reshape(-1).astype(np.int64, copy=False), g_id, "gt", source)
-    pj = _compact(pred_ids.reshape(-1).astype(np.int64, copy=False), p_id, "prediction", source)
+    g = gt_ids.reshape(-1).astype(np.int64, copy=False)
+    p = pred_ids.reshape(-1).astype(np.int64, copy=False)
+    _check_range(g, "gt", source)
+    _check_range(p, "prediction", source)
+    # joint histogram of (gt id, pred id) pairs: one sort of the combined key, then only the pairs that occur
+    keys, pixels = np.unique((g << _SHIFT) | p, return_counts=True)
+    kp = keys & (_MAX_ID - 1)
+    gi = _lookup(keys >> _SHIFT, g_id, "gt", source)
+    pj = _lookup(kp, p_id, "prediction", source)
     ng, np_ = len(g_id) + 1, len(p_id) + 1
-    counts = np.bincount(gi * np_ + pj, minlength=ng * np_).reshape(ng, np_)
+    counts = np.zeros((ng, np_), np.int64)
+    counts[gi, pj] = pixels
     inter = counts[1:, 1:]
     gt_area = counts[1:].sum(1)
     pred_area = counts[:, 1:].sum(0)
@@ -182,15 +184,14 @@ def pq_average(stats: np.ndarray, mask: Optional[np.ndarray] = None) -> Dict[str
 
 def read_panoptic_png(path: str) -> np.ndarray:
     """Decode a COCO panoptic PNG into int64 ids (``R + 256 G + 256^2 B``)."""
-    import cv2
+    from PIL import Image
 
-    bgr = cv2.imread(path, cv2.IMREAD_UNCHANGED)
-    if bgr is None:
-        raise FileNotFoundError(f"cannot read panoptic PNG {path}")
-    if bgr.ndim == 2:
-        return bgr.astype(np.int64)
-    bgr = bgr[..., :3].astype(np.int64)
-    return bgr[..., 2] + (bgr[..., 1] << 8) + (bgr[..., 0] << 16)
+    with Image.open(path) as im:
+        rgb = np.asarray(im)
+    if rgb.ndim == 2:
+        return rgb.astype(np.int64)
+    rgb = rgb[..., :3].astype(np.int64)
+    return rgb[..., 0] | (rgb[..., 1] << 8) | (rgb[..., 2] << 16)
 
 
 def pq_stats_from_files(pairs: Sequence[Tuple[dict, dict]], gt_folder: str, pred_folder: str,
