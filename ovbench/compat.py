@@ -263,6 +263,38 @@ def _shim_mmengine_checkpoint_loading() -> None:
 
 
 # --------------------------------------------------------------------------
+# 5. mmengine's pytorch launcher on a CPU-only machine
+#
+# mmengine 0.10's ``_init_dist_pytorch`` calls ``torch.cuda.set_device(LOCAL_RANK)``
+# before ``init_process_group`` whatever the backend, so ``torchrun ... --launcher
+# pytorch`` dies on a CPU build of torch ("torch._C has no attribute
+# '_cuda_setDevice'") even with the gloo backend. Without CUDA we initialise the
+# gloo process group directly; with CUDA mmengine's own code runs unchanged.
+def _shim_mmengine_cpu_launcher() -> None:
+    import mmengine.dist.utils as dist_utils
+    import torch
+
+    original = dist_utils._init_dist_pytorch
+    if getattr(original, "_ovbench_cpu", False):
+        return
+
+    @functools.wraps(original)
+    def init_dist_pytorch(backend: str, init_backend: str = "torch", **kwargs: Any) -> None:
+        if torch.cuda.is_available():
+            return original(backend, init_backend=init_backend, **kwargs)
+        if backend != "gloo" or init_backend != "torch":
+            raise RuntimeError(
+                f"distributed launch without CUDA needs env_cfg.dist_cfg.backend='gloo' (got backend={backend!r}, "
+                f"init_backend={init_backend!r}); ovbench.train.load_config sets it for launcher='pytorch' on CPU"
+            )
+        torch.distributed.init_process_group(backend="gloo", **kwargs)
+
+    init_dist_pytorch._ovbench_cpu = True
+    dist_utils._init_dist_pytorch = init_dist_pytorch
+    STATUS["mmengine-cpu-launcher"] = "applied (gloo process group without torch.cuda.set_device)"
+
+
+# --------------------------------------------------------------------------
 _APPLIED = False
 
 
@@ -275,6 +307,7 @@ def apply() -> None:
     _shim_torchvision_ops()
     _shim_mmcv_ext()
     _shim_mmengine_checkpoint_loading()
+    _shim_mmengine_cpu_launcher()
     _APPLIED = True
 
 

@@ -84,7 +84,24 @@ def load_config(
         cfg.load_from = resume
     if cfg.get("model") is not None:
         _stringify_non_finite(cfg.model)
+    if launcher != "none":
+        _cpu_distributed(cfg)
     return cfg
+
+
+def _cpu_distributed(cfg: Config) -> None:
+    """Distributed training without a GPU: gloo instead of NCCL, and a DDP wrapper without
+    ``device_ids`` (mmengine's default passes ``[LOCAL_RANK]``, which DDP refuses for CPU modules)."""
+    import torch
+
+    if torch.cuda.is_available():
+        return
+    env_cfg = dict(cfg.get("env_cfg") or {})
+    env_cfg["dist_cfg"] = dict(env_cfg.get("dist_cfg") or {}, backend="gloo")
+    cfg.env_cfg = env_cfg
+    if cfg.get("model_wrapper_cfg") is None:
+        cfg.model_wrapper_cfg = dict(type="MMDistributedDataParallel", device_ids=None, broadcast_buffers=False,
+                                     find_unused_parameters=bool(cfg.get("find_unused_parameters", False)))
 
 
 def _stringify_non_finite(node: Any) -> None:

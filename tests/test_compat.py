@@ -127,3 +127,19 @@ def test_missing_pkg_resources_gives_a_clear_error(monkeypatch):
     )
     with pytest.raises(ImportError, match="setuptools<81"):
         compat._check_pkg_resources()
+
+
+def test_cpu_launcher_shim_initialises_gloo_without_cuda(monkeypatch):
+    """mmengine's pytorch launcher calls torch.cuda.set_device unconditionally; the shim must not."""
+    import mmengine.dist.utils as dist_utils
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("the shim only acts on CPU-only machines")
+    assert getattr(dist_utils._init_dist_pytorch, "_ovbench_cpu", False)
+    calls = []
+    monkeypatch.setattr(torch.distributed, "init_process_group", lambda **kw: calls.append(kw))
+    dist_utils._init_dist_pytorch("gloo", timeout=None)
+    assert calls == [{"backend": "gloo", "timeout": None}]
+    with pytest.raises(RuntimeError, match="backend='gloo'"):
+        dist_utils._init_dist_pytorch("nccl")

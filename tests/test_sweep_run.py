@@ -291,3 +291,21 @@ def test_train_progress_reads_iteration_and_eta(tmp_path):
     log.write_text("noise\n11/21 - mmengine - INFO - Iter(train) [10/80]  lr: 1e-3  eta: 0:00:16  time: 0.23\n"
                    "11/21 - mmengine - INFO - Iter(train) [20/80]  lr: 1e-3  eta: 0:00:13  time: 0.22\n")
     assert train_progress(log) == "20/80 eta 0:00:13"
+
+
+def test_torchrun_executor_runs_each_trial_on_two_gloo_processes(data_env):
+    """torchrun + mmengine's pytorch launcher on CPU (gloo): the trial trains distributed, rank 0 reports."""
+    spec_path = write_spec(data_env, "torchrun", values="[4]")
+    text = spec_path.read_text().replace("executor: {type: local, workers: 1, timeout_min: 5}",
+                                         "executor: {type: torchrun, workers: 1, gpus_per_trial: 2, timeout_min: 5}")
+    spec_path.write_text(text)
+    proc = run_cli(spec_path)
+    out, _ = proc.communicate(timeout=300)
+    assert proc.returncode == 0, out
+    study = load(spec_path)
+    (trial,) = [t for t in study.trials if t.state == TrialState.COMPLETE]
+    work = Path(trial.user_attrs["work_dir"])
+    result = json.loads((work / "result.json").read_text())
+    assert result["status"] == "ok" and result["cost"]["processes"] == 2, result
+    log = (work / "trial.log").read_text()
+    assert "Distributed launcher: pytorch" in log and "Distributed training: True" in log

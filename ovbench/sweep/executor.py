@@ -1,5 +1,6 @@
 """Executors: who runs the claimed trials. ``local`` (N worker threads, each trial a subprocess),
-``slurm`` (submitit job array of workers that claim from the same study), ``torchrun`` (not yet).
+``slurm`` (submitit job array of workers that claim from the same study), ``torchrun`` (local workers
+whose trials are multi-process: ``torch.distributed.run`` + mmengine's ``pytorch`` launcher).
 
 Every worker runs the same loop (:func:`worker_loop`): claim a point from the
 study, start ``python -m ovbench.sweep.trial`` in its own process with its own
@@ -43,6 +44,29 @@ class RunOptions:
     progress: bool = True
     threads_per_trial: int = 1
     extra_env: Dict[str, str] = field(default_factory=dict)
+    procs_per_trial: int = 1  # > 1: the trial is started through torch.distributed.run (torchrun)
+
+
+def trial_command(opts: RunOptions) -> List[str]:
+    """The command that starts one trial process (or, under torchrun, one per GPU)."""
+    if opts.procs_per_trial > 1:
+        # --standalone: a private rendezvous on a free local port, so parallel trials never collide
+        return [sys.executable, "-m", "torch.distributed.run", "--standalone",
+                f"--nproc-per-node={opts.procs_per_trial}", "-m", "ovbench.sweep.trial"]
+    return [sys.executable, "-m", "ovbench.sweep.trial"]
+
+
+def worker_env(opts: RunOptions, worker_index: int) -> Dict[str, str]:
+    """The environment of one worker's trials: its thread count and, for multi-GPU trials on a
+    CUDA machine, its own block of ``procs_per_trial`` GPUs (worker k gets GPUs kG .. kG+G-1)."""
+    env = dict(os.environ, OMP_NUM_THREADS=str(opts.threads_per_trial), **opts.extra_env)
+    if opts.procs_per_trial > 1 and "CUDA_VISIBLE_DEVICES" not in opts.extra_env:
+        import torch
+
+        if torch.cuda.is_available():
+            g = opts.procs_per_trial
+            env["CUDA_VISIBLE_DEVICES"] = ",".join(str(worker_index * g + i) for i in range(g))
+    return env
 
 
 def default_workers(spec: AblationSpec) -> int:
@@ -93,7 +117,7 @@ def train_progress(log: Path) -> Optional[str]:
 
 
 def run_subprocess(req: Dict[str, Any], opts: RunOptions, beat: Callable[[], None],
-                   on_progress: Optional[Callable[[str], None]] = None) -> Dict[str, Any]:
+                   on_progress: Optional[Callable[[str], None]] = None, worker_index: int = 0) -> Dict[str, Any]:
     """Run one trial process, heart-beating while it lives; its result (or why it has none)."""
     from ovbench.sweep.trial import log_tail, write_json
 
@@ -101,10 +125,10 @@ def run_subprocess(req: Dict[str, Any], opts: RunOptions, beat: Callable[[], Non
     work_dir.mkdir(parents=True, exist_ok=True)
     (work_dir / "result.json").unlink(missing_ok=True)
     write_json(work_dir / "request.json", req)
-    env = dict(os.environ, OMP_NUM_THREADS=str(opts.threads_per_trial), **opts.extra_env)
+    env = worker_env(opts, worker_index)
     log = work_dir / "trial.log"
     with open(log, "wb") as fh:
-        proc = subprocess.Popen([sys.executable, "-m", "ovbench.sweep.trial", str(work_dir / "request.json")],
+        proc = subprocess.Popen(trial_command(opts) + [str(work_dir / "request.json")],
                                 stdout=fh, stderr=subprocess.STDOUT, env=env, preexec_fn=_die_with_parent)
         deadline = time.time() + opts.timeout_s
         while proc.poll() is None:
@@ -182,7 +206,7 @@ def summary_line(spec: AblationSpec, claim: st.Claim, result: Dict[str, Any], st
 
 
 def worker_loop(spec: AblationSpec, opts: RunOptions, roots: Dict[str, str], progress: Progress,
-                attempted: Set[str], owner: st.Owner) -> List[int]:
+                attempted: Set[str], owner: st.Owner, worker_index: int = 0) -> List[int]:
     """Claim -> run -> record until nothing is claimable; returns the trial numbers it ran."""
     storage = st.open_storage(opts.storage_url)
     study = optuna.load_study(storage=storage, study_name=opts.study_name)
@@ -194,7 +218,7 @@ def worker_loop(spec: AblationSpec, opts: RunOptions, roots: Dict[str, str], pro
         tid = claim.trial._trial_id
         number = claim.trial.number
         result = run_subprocess(trial_request(spec, claim, roots), opts, lambda: st.heartbeat(storage, tid),
-                                lambda text: progress.trial(number, text))
+                                lambda text: progress.trial(number, text), worker_index)
         progress.trial(number, None)
         state = st.record_result(study, claim.trial, result, spec.objective_metric)
         progress.finished(summary_line(spec, claim, result, state), advance=state == TrialState.COMPLETE)
@@ -212,13 +236,13 @@ def run_local(spec: AblationSpec, opts: RunOptions) -> List[int]:
     ran: List[int] = []
     errors: List[BaseException] = []
 
-    def target() -> None:
+    def target(index: int) -> None:
         try:
-            ran.extend(worker_loop(spec, opts, roots, progress, attempted, owner))
+            ran.extend(worker_loop(spec, opts, roots, progress, attempted, owner, index))
         except BaseException as e:  # surfaced after join; other workers carry on
             errors.append(e)
 
-    threads = [threading.Thread(target=target, daemon=True) for _ in range(max(1, opts.workers))]
+    threads = [threading.Thread(target=target, args=(i,), daemon=True) for i in range(max(1, opts.workers))]
     for t in threads:
         t.start()
         time.sleep(0.2)  # stagger the first claims
@@ -264,11 +288,24 @@ def run_slurm(spec: AblationSpec, opts: RunOptions, executor: Any = None) -> Lis
 
 
 def run_torchrun(spec: AblationSpec, opts: RunOptions) -> List[int]:
-    raise NotImplementedError(
-        "executor 'torchrun' (multi-GPU trials via torchrun + mmengine's pytorch launcher) is not implemented: "
-        "the trial process would need to be started as `torchrun --nproc-per-node=G -m ovbench.sweep.trial` "
-        "with launcher='pytorch' in load_config and rank-0-only result writing. Use 'local' or 'slurm'."
-    )
+    """``torchrun`` executor: local workers whose trials each run on ``gpus_per_trial`` processes.
+
+    Each trial is ``python -m torch.distributed.run --standalone --nproc-per-node=G -m
+    ovbench.sweep.trial``; the trial sees torchrun's ``WORLD_SIZE`` and trains with mmengine's
+    ``pytorch`` launcher (NCCL on GPUs, gloo on a CPU-only machine), rank 0 writing the result.
+    Worker k gets GPUs ``kG .. kG+G-1``, so the default worker count is ``#GPUs // G``.
+    """
+    import torch
+
+    g = max(1, int(spec.executor.gpus_per_trial or 1))
+    workers, threads = opts.workers, opts.threads_per_trial
+    if torch.cuda.is_available():
+        workers = workers if spec.executor.workers else max(1, torch.cuda.device_count() // g)
+    else:  # CPU-only (gloo): the trial's G processes share the worker's cores
+        workers = workers if spec.executor.workers else max(1, workers // g)
+        threads = max(1, threads // g)
+    return run_local(spec, RunOptions(**{**opts.__dict__, "procs_per_trial": g, "workers": workers,
+                                         "threads_per_trial": threads}))
 
 
 EXECUTORS = {"local": run_local, "slurm": run_slurm, "torchrun": run_torchrun}

@@ -39,16 +39,30 @@ def git_commit() -> str:
         return "unknown"
 
 
+def world_size() -> int:
+    """Processes of this trial: torchrun's ``WORLD_SIZE`` (1 when started plainly)."""
+    return int(os.environ.get("WORLD_SIZE", "1"))
+
+
+def is_rank_zero() -> bool:
+    return int(os.environ.get("RANK", "0")) == 0
+
+
 def build_config(req: Dict[str, Any]):
-    """The trial's mmengine config: base + overrides + params + dataset roots, seed and work dir."""
+    """The trial's mmengine config: base + overrides + params + dataset roots, seed and work dir.
+
+    Under torchrun (``WORLD_SIZE`` > 1) the config uses mmengine's ``pytorch`` launcher
+    (:func:`ovbench.train.load_config` switches to gloo when there is no GPU).
+    """
     from ovbench.sweep import hooks  # noqa: F401  (registers FailOnInvalidLossHook)
     from ovbench.train import load_config
 
     options: Dict[str, Any] = dict(req.get("overrides") or {})
     options.update(req.get("params") or {})
     train_root = req.get("train_root")
+    launcher = "pytorch" if world_size() > 1 else "none"
     cfg = load_config(req["base_config"], work_dir=req["work_dir"], cfg_options=options or None,
-                      seed=int(req["seed"]))
+                      seed=int(req["seed"]), launcher=launcher)
     if train_root:
         set_data_root(cfg.train_dataloader, train_root, "train_dataloader")
     hooks = list(cfg.get("custom_hooks") or [])
@@ -106,7 +120,7 @@ def save_predictions(runner: Any, cfg: Any, datasets: Dict[str, str], work_dir: 
     from PIL import Image
 
     out: Dict[str, list] = {}
-    model = runner.model
+    model = unwrap(runner.model)
     model.eval()
     for name, root in datasets.items():
         ds_cfg = copy.deepcopy(cfg.test_dataloader.dataset)
@@ -129,6 +143,13 @@ def save_predictions(runner: Any, cfg: Any, datasets: Dict[str, str], work_dir: 
                             "pred": str(dest)})
         out[name] = entries
     return out
+
+
+def unwrap(model: Any) -> Any:
+    """The model inside mmengine's distributed wrapper (rank-0-only work must not call collectives)."""
+    from mmengine.model import is_model_wrapper
+
+    return model.module if is_model_wrapper(model) else model
 
 
 def _num(v: Any) -> Optional[float]:
@@ -175,12 +196,12 @@ def cost_of(runner: Any, cfg: Any, train_s: float, wall_s: float) -> Dict[str, A
     """Training cost: parameters, time, s/iter, throughput, peak memory, FLOPs, device."""
     import torch
 
-    model = runner.model
+    model = unwrap(runner.model)
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     total = sum(p.numel() for p in model.parameters())
     free = trainable - constrained_params(model)
     iters = int(runner.iter) or 1
-    batch = int(cfg.train_dataloader.get("batch_size", 1))
+    batch = int(cfg.train_dataloader.get("batch_size", 1)) * world_size()  # global batch
     try:
         s_iter = float(runner.message_hub.get_scalar("train/time").mean())
     except Exception:
@@ -196,24 +217,28 @@ def cost_of(runner: Any, cfg: Any, train_s: float, wall_s: float) -> Dict[str, A
         "train_time_s": round(train_s, 3), "wall_time_s": round(wall_s, 3), "iters": iters,
         "s_per_iter": round(s_iter, 5), "throughput_img_s": round(iters * batch / max(train_s, 1e-9), 3),
         "peak_mem_mb": round(peak, 1), "peak_mem_kind": "gpu" if torch.cuda.is_available() else "rss",
-        "flops": flops_of(model, cfg), "device": device,
+        "flops": flops_of(model, cfg), "device": device, "processes": world_size(),
     }
 
 
 def run_trial(req: Dict[str, Any]) -> Dict[str, Any]:
-    """Train + evaluate one trial; the result dict that becomes ``result.json``."""
+    """Train + evaluate one trial; the result dict that becomes ``result.json`` (every rank trains
+    and evaluates; rank 0 alone measures, saves predictions and reports)."""
     from ovbench.train import train
 
     start = time.time()
     work_dir = Path(req["work_dir"])
     cfg = build_config(req)
     cfg_path = work_dir / "config.py"
-    cfg.dump(str(cfg_path))
-    config_hash = hashlib.sha256(cfg_path.read_bytes()).hexdigest()[:16]
+    if is_rank_zero():
+        cfg.dump(str(cfg_path))
     t0 = time.time()
     runner = train(cfg)
     train_s = time.time() - t0
     metrics = evaluate(runner, cfg, req["datasets"])
+    if not is_rank_zero():
+        return {"status": "ok", "rank": int(os.environ.get("RANK", "0"))}
+    config_hash = hashlib.sha256(cfg_path.read_bytes()).hexdigest()[:16]
     cost = cost_of(runner, cfg, train_s, time.time() - start)
     try:
         predictions = save_predictions(runner, cfg, req["datasets"], work_dir)
@@ -255,7 +280,8 @@ def main(argv: Optional[list] = None) -> int:
                   "params": req.get("params"), "work_dir": str(work_dir)}
         code = 1
     sys.stdout.flush()
-    write_json(work_dir / "result.json", result)
+    if is_rank_zero():
+        write_json(work_dir / "result.json", result)
     return code
 
 
