@@ -331,3 +331,23 @@ def test_runner_train_test_and_inference_model(tmp_path):
     assert int(result.pred_sem_seg.data.max()) < n_train or int(result.pred_sem_seg.data.max()) == 255
     assert result.pred_panoptic_seg.data.shape[-2:] == (64, 64)
     assert loaded._train_classes == model._train_classes
+
+
+@pytest.mark.parametrize("name,trains", [
+    ("fisa", ("backbone.clip.peft_method.", "seve.")), ("fcclip", ("in_vocab_head.",)), ("frozen", ()),
+    ("lora", ("backbone.clip.peft_method.",)), ("hclip", ("backbone.clip.peft_method.",)), ("full", ("backbone.clip.",)),
+])
+def test_synth_maskcls_configs_build_and_train_what_they_say(name, trains):
+    from pathlib import Path
+
+    from mmengine.config import Config
+
+    cfg = Config.fromfile(str(Path(__file__).resolve().parents[1] / "configs" / "synth" / "maskcls" / f"{name}.py"))
+    assert cfg.model.mask_generator_checkpoint == cfg.mask_generator_checkpoint  # the one top-level switch
+    assert "oracle_classes" in cfg.model.test_cfg.extra_modes
+    assert {e.get("prefix") for e in cfg.test_evaluator} >= {None, "oracle_masks", "oracle_classes"}
+    cfg.model.mask_generator_checkpoint = None
+    model = MODELS.build(cfg.model)
+    trainable = _trainable(model)
+    assert bool(trainable) == bool(trains)
+    assert all(n.startswith(trains) for n in trainable), sorted(trainable)[:5]
