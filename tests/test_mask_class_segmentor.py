@@ -141,6 +141,8 @@ def test_in_vocab_head_requires_a_frozen_clip():
         _build(clip=dict(peft=dict(type="lora", r=4)), in_vocab_head=dict())
     with pytest.raises(NotImplementedError, match="in_vocab_head"):
         _build(ensemble=dict())
+    with pytest.raises(KeyError, match="score_threshold"):
+        _build(test_cfg=dict(object_mask_threshold=0.8))
     frozen = _build()  # zero-shot: nothing to train
     with pytest.raises(RuntimeError, match="zero-shot"):
         frozen.loss(_inputs(), [_sample()])

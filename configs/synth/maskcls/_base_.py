@@ -35,7 +35,8 @@ model = dict(
     mask_embedding='pooling',
     logit_scale=None,  # the CLIP's own temperature (22.9 for the tiny CLIP), fixed
     train_cfg=dict(match_iou=0.5),
-    test_cfg=dict(mode='whole', score_threshold=0.5, overlap_threshold=0.8, object_mask_threshold=0.0,
+    # score_threshold 0.0: FC-CLIP's released OBJECT_MASK_THRESHOLD (Mask2Former: 0.8)
+    test_cfg=dict(mode='whole', score_threshold=0.0, overlap_threshold=0.8, objectness_threshold=0.0,
                   extra_modes=('oracle_masks', 'oracle_classes')),
 )
 custom_hooks = [dict(type='VocabularyHook')]

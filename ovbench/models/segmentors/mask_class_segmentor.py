@@ -67,9 +67,9 @@ EXTRA_MODES = ("oracle_masks", "oracle_classes")
 TRAIN_DEFAULTS = dict(match_iou=0.5)
 TEST_DEFAULTS = dict(
     mode="whole",
-    score_threshold=0.5,
+    score_threshold=0.0,
     overlap_threshold=0.8,
-    object_mask_threshold=0.0,
+    objectness_threshold=0.0,
     mask_threshold=0.5,
     oracle_match_iou=0.0,
     extra_modes=(),
@@ -116,11 +116,12 @@ class OVMaskClassSegmentor(BaseSegmentor):
             ``dataset_meta``).
         train_cfg: ``match_iou`` (0.5): the IoU a proposal needs with its Hungarian-matched
             ground-truth segment to be trained on that segment's class.
-        test_cfg: ``mode='whole'``; ``score_threshold`` (0.5): a proposal enters the panoptic
-            map when ``sigmoid(objectness) * max_c p(c|q)`` exceeds it (Mask2Former's
-            ``object_mask_threshold``, 0.8 there with a 'no object' class inside the softmax;
-            lower here because objectness and class probability multiply);
-            ``overlap_threshold`` (0.8, Mask2Former's); ``object_mask_threshold`` (0.0):
+        test_cfg: ``mode='whole'``; ``score_threshold`` (0.0): a proposal enters the panoptic
+            map when ``sigmoid(objectness) * max_c p(c|q)`` exceeds it -- Mask2Former's
+            ``OBJECT_MASK_THRESHOLD`` (0.8 in Mask2Former, 0.0 in FC-CLIP's released evaluation
+            configs, whose reading this default follows: open-vocabulary scores over many
+            classes are low, and the overlap test already removes hidden proposals);
+            ``overlap_threshold`` (0.8, Mask2Former's); ``objectness_threshold`` (0.0):
             proposals with ``sigmoid(objectness)`` below it are dropped before both semantic and
             panoptic inference; ``mask_threshold`` (0.5): binarisation of masks;
             ``oracle_match_iou`` (0.0); ``extra_modes``: a subset of
@@ -212,8 +213,18 @@ class OVMaskClassSegmentor(BaseSegmentor):
         else:
             self.register_buffer("log_logit_scale", log_scale, persistent=False)
 
+        for name, given, known in (("train_cfg", train_cfg, TRAIN_DEFAULTS), ("test_cfg", test_cfg, TEST_DEFAULTS)):
+            unknown = sorted(set(given or {}) - set(known))
+            if unknown:
+                hint = (" ('object_mask_threshold' is Mask2Former's name for score_threshold)"
+                        if "object_mask_threshold" in unknown else "")
+                raise KeyError(f"OVMaskClassSegmentor.{name}: unknown keys {unknown}; expected some of "
+                               f"{sorted(known)}{hint}")
         self.train_cfg = {**TRAIN_DEFAULTS, **dict(train_cfg or {})}
         self.test_cfg = {**TEST_DEFAULTS, **dict(test_cfg or {})}
+        if self.test_cfg["mode"] != "whole":
+            raise ValueError(f"OVMaskClassSegmentor.test_cfg.mode: only 'whole' inference is implemented, got "
+                             f"{self.test_cfg['mode']!r}")
         modes = tuple(self.test_cfg["extra_modes"] or ())
         bad = [m for m in modes if m not in EXTRA_MODES]
         if bad:
@@ -483,9 +494,9 @@ class OVMaskClassSegmentor(BaseSegmentor):
 
     def _proposal_scores(self, gen: Dict[str, Any], probs: Tensor) -> Tuple[Tensor, Tensor]:
         """Objectness-weighted class probabilities ``[B, N, C]`` (proposals under
-        ``object_mask_threshold`` zeroed) and the objectness ``[B, N]``."""
+        ``objectness_threshold`` zeroed) and the objectness ``[B, N]``."""
         obj = gen["objectness"].sigmoid()
-        keep = (obj >= float(self.test_cfg["object_mask_threshold"])).to(probs.dtype)
+        keep = (obj >= float(self.test_cfg["objectness_threshold"])).to(probs.dtype)
         return probs * (obj * keep)[..., None], obj
 
     def encode_decode(self, inputs: Tensor, batch_img_metas: List[dict]) -> Tensor:
