@@ -320,8 +320,39 @@ def test_coco_files_agree_with_panopticapi(tmp_path):
         assert abs(st.iou - stats[c, IOU]) < 1e-9
 
 
-def test_ids_out_of_range_are_refused():
+def test_id_mapping_paths_agree():
+    """Small and large ids (up to 2^31 - 1), ids equal in their low bits, other integer dtypes."""
+    gt, gs = strip(1, 1, 2, 2, 3, 0), [seg(1, 0), seg(2, 1), seg(3, 2)]
+    pred, ps = strip(5, 5, 6, 6, 6, 6), [seg(5, 0), seg(6, 1)]
+    expected = pq_image_stats(gt, gs, pred, ps, NUM_CLASSES)
+    for mapping, dtype in (({3: 1 + (1 << 16), 6: 5 + (1 << 20)}, np.int64),  # 1 and 1 + 2^16 collide
+                           ({2: (1 << 31) - 1, 5: 3 << 29}, np.int64), ({}, np.uint16), ({}, np.int32)):
+        def remap(a):
+            return np.vectorize(lambda v: mapping.get(int(v), int(v)))(a).astype(dtype)
+
+        got = pq_image_stats(remap(gt), [dict(s, id=mapping.get(s["id"], s["id"])) for s in gs],
+                             remap(pred), [dict(s, id=mapping.get(s["id"], s["id"])) for s in ps], NUM_CLASSES)
+        np.testing.assert_array_equal(got, expected)
+    with pytest.raises(ValueError, match=r"gt map holds segment id\(s\) \[7\]"):
+        pq_image_stats(strip(1, 65537, 7), [seg(1, 0), seg(65537, 0)], strip(5, 5, 5), [seg(5, 0)], NUM_CLASSES)
+
+
+def test_bad_maps_are_refused():
     with pytest.raises(ValueError, match=r"prediction map holds id -1 .*\[0, 2\^31\)"):
         pq_image_stats(strip(1, 1), [seg(1, 0)], strip(-1, 5), [seg(5, 0)], NUM_CLASSES)
     with pytest.raises(ValueError, match=r"gt map holds id .*2147483648"):
         pq_image_stats(strip(1, 2 ** 31), [seg(1, 0), seg(2 ** 31, 0)], strip(5, 5), [seg(5, 0)], NUM_CLASSES)
+    with pytest.raises(TypeError, match="integer segment ids, got dtype float"):
+        pq_image_stats(strip(1, 1), [seg(1, 0)], strip(5.0, 5.0), [seg(5, 0)], NUM_CLASSES)
+
+
+def test_metric_accepts_data_elements_directly():
+    from mmseg.registry import METRICS
+
+    rng = np.random.default_rng(2)
+    images = [random_case(rng) for _ in range(3)]
+    metric = METRICS.build(dict(type="PanopticQualityMetric", prefix="direct"))
+    metric.dataset_meta = META
+    metric.process({}, [sample_of(*img) for img in images])  # SegDataSample / PixelData, not dicts
+    got = metric.evaluate(len(images))
+    assert got["direct/PQ"] == pytest.approx(100 * reference_pq(images, NUM_CLASSES, THINGS)["all"]["pq"], abs=1e-9)

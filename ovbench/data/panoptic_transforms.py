@@ -33,8 +33,12 @@ def rgb_to_id(rgb: np.ndarray) -> np.ndarray:
     """COCO panoptic colour encoding -> int32 ids (``R + 256 G + 256^2 B``)."""
     if rgb.ndim == 2:  # already an id map (e.g. a 16-bit PNG)
         return rgb.astype(np.int32)
-    rgb = rgb.astype(np.int32)
-    return rgb[..., 0] + 256 * rgb[..., 1] + 65536 * rgb[..., 2]
+    ids = rgb[..., 2].astype(np.int32)  # in place from here: fewer temporaries than the weighted sum
+    ids <<= 8
+    ids |= rgb[..., 1]
+    ids <<= 8
+    ids |= rgb[..., 0]
+    return ids
 
 
 def id_to_rgb(ids: np.ndarray) -> np.ndarray:

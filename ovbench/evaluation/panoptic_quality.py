@@ -110,6 +110,9 @@ def pq_image_stats(gt_ids: np.ndarray, gt_segments: Sequence[Mapping[str, Any]],
         raise ValueError(f"{source}: gt map {gt_ids.shape} and prediction map {pred_ids.shape} differ in shape")
     g_id, g_cat, g_crowd = _segment_table(gt_segments, num_classes, "gt", source, with_crowd=True)
     p_id, p_cat, _ = _segment_table(pred_segments, num_classes, "prediction", source, with_crowd=False)
+    for what, ids in (("gt", gt_ids), ("prediction", pred_ids)):
+        if ids.dtype.kind not in "iu":
+            raise TypeError(f"{source}: {what} map must hold integer segment ids, got dtype {ids.dtype}")
     g = gt_ids.reshape(-1).astype(np.int64, copy=False)
     p = pred_ids.reshape(-1).astype(np.int64, copy=False)
     _check_range(g, "gt", source)
@@ -183,15 +186,14 @@ def pq_average(stats: np.ndarray, mask: Optional[np.ndarray] = None) -> Dict[str
 # --- COCO panoptic files (the format panopticapi reads) -----------------------------------------------
 
 def read_panoptic_png(path: str) -> np.ndarray:
-    """Decode a COCO panoptic PNG into int64 ids (``R + 256 G + 256^2 B``)."""
+    """Decode a COCO panoptic PNG into ids (``R + 256 G + 256^2 B``); single-channel PNGs are ids already."""
     from PIL import Image
 
     with Image.open(path) as im:
-        rgb = np.asarray(im)
-    if rgb.ndim == 2:
-        return rgb.astype(np.int64)
-    rgb = rgb[..., :3].astype(np.int64)
-    return rgb[..., 0] | (rgb[..., 1] << 8) | (rgb[..., 2] << 16)
+        if im.mode in ("RGB", "RGBA", "P"):
+            # RGBA bytes read as little-endian uint32 are R + 256 G + 256^2 B + 256^3 A: one C-level pass
+            return np.asarray(im.convert("RGBA")).view("<u4")[..., 0] & 0xFFFFFF
+        return np.asarray(im).astype(np.int64)
 
 
 def pq_stats_from_files(pairs: Sequence[Tuple[dict, dict]], gt_folder: str, pred_folder: str,
