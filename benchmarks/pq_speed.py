@@ -261,8 +261,8 @@ def main() -> int:
         print(f"  compute alone (PNGs decoded beforehand): reference {t_api_mem:6.3f} s "
               f"({1e3 * t_api_mem / n:.2f} ms/image), ovbench {t_ours_mem:6.3f} s ({1e3 * t_ours_mem / n:.2f} ms/image)"
               f" -> {t_api_mem / t_ours_mem:.2f} x")
-        print(f"  PNG decoding alone (PIL) {t_decode:6.3f} s ({1e3 * t_decode / n:.2f} ms/image): no reader of these files "
-              f"can beat the reference end to end by more than {t_api / t_decode:.2f} x")
+        print(f"  PNG decoding alone (PIL) {t_decode:6.3f} s ({1e3 * t_decode / n:.2f} ms/image): "
+              f"no reader of these files can beat the reference end to end by more than {t_api / t_decode:.2f} x")
     return 0
 
 

@@ -48,7 +48,8 @@ def read_panoptic_json(path: str) -> Dict[str, Any]:
             raise ValueError(f"{path}: key '{key}' missing or not a list. Expected {PANOPTIC_JSON_FORM}")
     for i, c in enumerate(raw["categories"]):
         if not isinstance(c, dict) or "id" not in c or not isinstance(c.get("name"), str):
-            raise ValueError(f"{path}: categories[{i}] needs 'id' and 'name' (got {c!r}). Expected {PANOPTIC_JSON_FORM}")
+            raise ValueError(
+                f"{path}: categories[{i}] needs 'id' and 'name' (got {c!r}). Expected {PANOPTIC_JSON_FORM}")
     return raw
 
 

@@ -1,10 +1,10 @@
 """Panoptic quality (PQ) of Kirillov et al., "Panoptic Segmentation" (CVPR 2019).
 
 The arithmetic is that of COCO's ``panopticapi`` (``pq_compute_single_core``
-and ``PQStat.pq_average``), vectorised: per image, one ``bincount`` over the
-joint (gt segment, predicted segment) index gives every intersection, and the
-matching, false negatives and false positives are array operations on that
-small matrix. Semantics, per image:
+and ``PQStat.pq_average``), vectorised: per image, one ``np.unique`` of the
+combined key ``gt id << 31 | pred id`` gives every non-empty intersection, and
+the matching, false negatives and false positives are array operations on the
+small (gt segments x predicted segments) matrix. Semantics, per image:
 
 * a gt segment and a predicted segment **match** when they have the same
   category, the gt segment is not crowd and ``IoU > 0.5``, where the union
@@ -21,8 +21,8 @@ small matrix. Semantics, per image:
 
 Deviations (input checks, not arithmetic): a segment listed in
 ``segments_info`` but absent from the map is ignored (panopticapi raises for
-predictions and reads gt areas from its JSON); ids must be unique and > 0,
-categories within the vocabulary, every non-zero id in a map listed --
+predictions and reads gt areas from its JSON); ids must be unique and in
+``[1, 2^31)``, maps integer, categories within the vocabulary, every non-zero id in a map listed --
 violations raise ``ValueError`` naming the image and the segment.
 """
 from __future__ import annotations
