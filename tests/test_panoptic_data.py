@@ -300,3 +300,23 @@ def test_synth_panoptic_config_loads_and_builds(synth_root, tmp_path):
     child = tmp_path / "child.py"
     child.write_text(f"_base_ = [{str(config)!r}]\ntest_evaluator = {{{{_base_.test_evaluator_with_oracles}}}}\n")
     assert Config.fromfile(str(child)).test_evaluator == cfg.test_evaluator_with_oracles
+
+
+def test_vocabulary_things_key(synth_root):
+    from ovbench.data.ov_dataset import load_vocabulary
+
+    vocab = json.loads((synth_root / "synth_large" / "vocabulary.json").read_text())
+    meta = load_vocabulary(vocab).metainfo()
+    assert meta["thing_classes"] == tuple(c for c in vocab["classes"] if c in vocab["things"])
+    assert 0 < len(meta["thing_classes"]) < len(vocab["classes"])
+    assert "thing_classes" not in load_vocabulary({"classes": ["a", "b"]}).metainfo()  # unknown, not "all stuff"
+    assert load_vocabulary({"classes": ["a", "b"], "things": []}).metainfo()["thing_classes"] == ()
+    with pytest.raises(ValueError, match=r"key 'things': names not in 'classes': \['c'\]"):
+        load_vocabulary({"classes": ["a", "b"], "things": ["c"]})
+    with pytest.raises(ValueError, match=r"key 'things': must be a list of class names"):
+        load_vocabulary({"classes": ["a", "b"], "things": "a"})
+    # the semantic dataset of the same folder carries thing_classes too
+    ds = DATASETS.build(dict(type="OVSegDataset", data_root=str(synth_root / "synth_large"),
+                             vocabulary="vocabulary.json",
+                             data_prefix=dict(img_path="img_dir/val", seg_map_path="ann_dir/val"), pipeline=[]))
+    assert ds.metainfo["thing_classes"] == meta["thing_classes"]
