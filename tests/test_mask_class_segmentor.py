@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import math
+import warnings
 
 import pytest
 import torch
@@ -304,7 +305,7 @@ def test_runner_train_test_and_inference_model(tmp_path):
         test_dataloader=loader, test_evaluator=evaluators, test_cfg=dict(type="TestLoop"),
         train_cfg=dict(type="IterBasedTrainLoop", max_iters=2, val_interval=100),
         optim_wrapper=dict(type="OptimWrapper", optimizer=dict(type="AdamW", lr=1e-3)),
-        custom_hooks=[dict(type="VocabularyHook")],
+        custom_hooks=[dict(type="VocabularyHook"), dict(type="ThingClassesHook")],
         default_hooks=dict(checkpoint=dict(type="CheckpointHook", by_epoch=False, interval=2),
                            logger=dict(type="LoggerHook", interval=1)),
         env_cfg=dict(cudnn_benchmark=False, dist_cfg=dict(backend="gloo")),
@@ -313,8 +314,12 @@ def test_runner_train_test_and_inference_model(tmp_path):
     cfg.model.pop("clip_peft")
     cfg.model.clip = dict(CLIP, peft=dict(type="lora", r=2))
     runner = Runner.from_cfg(cfg)
-    runner.train()
-    metrics = runner.test()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        runner.train()
+        metrics = runner.test()
+    assert not [w for w in caught if "thing_classes" in str(w.message)]
+    assert runner.model._thing_classes == runner.test_dataloader.dataset.metainfo["thing_classes"]
     for key in ("mIoU", "PQ", "oracle_masks/mIoU", "oracle_masks/PQ", "oracle_classes/mIoU", "oracle_classes/PQ"):
         assert key in metrics, sorted(metrics)
     model = runner.model

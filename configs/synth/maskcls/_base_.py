@@ -39,7 +39,8 @@ model = dict(
     test_cfg=dict(mode='whole', score_threshold=0.0, overlap_threshold=0.8, objectness_threshold=0.0,
                   extra_modes=('oracle_masks', 'oracle_classes')),
 )
-custom_hooks = [dict(type='VocabularyHook')]
+# ThingClassesHook: each dataset's thing_classes for panoptic inference (VocabularyHook gives names only)
+custom_hooks = [dict(type='VocabularyHook'), dict(type='ThingClassesHook')]
 test_evaluator = {{_base_.test_evaluator_with_oracles}}
 
 # One recipe for every method: AdamW, 300 iterations of batch 8, cosine; CLIP-internal

@@ -50,7 +50,9 @@ import torch
 import torch.nn.functional as F
 from mmengine.structures import PixelData
 from mmseg.models.segmentors.base import BaseSegmentor
-from mmseg.registry import MODELS
+from mmengine.hooks import Hook
+from mmengine.model import is_model_wrapper
+from mmseg.registry import HOOKS, MODELS
 from mmseg.structures import SegDataSample
 from mmseg.utils import OptConfigType, SampleList
 from torch import Tensor, nn
@@ -318,12 +320,16 @@ class OVMaskClassSegmentor(BaseSegmentor):
             return scores
         return torch.stack([scores[..., g].max(-1).values for g in groups], -1)
 
+    def set_thing_classes(self, thing_classes: Optional[Sequence[str]]) -> None:
+        """Name the thing classes (the rest are stuff), as :class:`ThingClassesHook` does per dataset."""
+        self._thing_classes = None if thing_classes is None else tuple(thing_classes)
+
     def is_thing(self) -> List[bool]:
         """Per class of the current vocabulary: thing (True) or stuff.
 
-        From ``set_vocabulary(thing_classes=...)``, else ``dataset_meta['thing_classes']``, else
-        (with a warning) the ``isthing`` flags of the ground-truth segments seen so far
-        (``VocabularyHook`` passes class names only; classes never seen count as stuff).
+        From ``set_vocabulary(thing_classes=...)`` / ``set_thing_classes`` (``ThingClassesHook``),
+        else ``dataset_meta['thing_classes']``, else (with a warning) the ``isthing`` flags of the
+        *training* segments seen by ``loss`` (classes never trained on count as stuff).
         """
         things = self._thing_classes
         if things is None:
@@ -333,8 +339,9 @@ class OVMaskClassSegmentor(BaseSegmentor):
         if things is not None:
             things = set(things)
             return [c in things for c in self.class_names]
-        self._warn_once("things", "OVMaskClassSegmentor: no thing_classes known (set_vocabulary(..., thing_classes=) "
-                                  "or dataset_meta['thing_classes']); using the ground truth's isthing flags")
+        self._warn_once("things", "OVMaskClassSegmentor: no thing_classes known (add "
+                                  "custom_hooks=[dict(type='ThingClassesHook')], call set_thing_classes, or set "
+                                  "dataset_meta['thing_classes']); using the training segments' isthing flags")
         return [self._thing_seen.get(c, False) for c in self.class_names]
 
     def _note_things(self, data_samples: SampleList) -> None:
@@ -510,8 +517,6 @@ class OVMaskClassSegmentor(BaseSegmentor):
     def predict(self, inputs: Tensor, data_samples: SampleList = None) -> SampleList:
         """``pred_sem_seg``, ``seg_logits``, ``pred_panoptic_seg`` (and the extra modes' maps) at the
         original image size."""
-        if data_samples is not None:
-            self._note_things(data_samples)
         gen = self.extract_feat(inputs)
         soft = gen["mask_logits"].sigmoid()
         cls = self.classify(inputs, gen, soft, gen.get("queries"))
@@ -643,3 +648,33 @@ def _padded_ids(sample: SegDataSample, input_hw: Sequence[int], meta: Optional[D
         raise ValueError(f"OVMaskClassSegmentor: ground truth {(img_h, img_w)} larger than the input {tuple(input_hw)}")
     ids = F.pad(ids, (left, right, top, bottom), value=0)
     return {"gt_panoptic_seg": {"data": ids[None], "segments_info": pan.metainfo.get("segments_info", [])}}
+
+
+@HOOKS.register_module()
+class ThingClassesHook(Hook):
+    """Give the model the active dataset's ``thing_classes`` (train, val, test), for panoptic inference.
+
+    ``VocabularyHook`` hands over class names and prompts only; this hook completes it for
+    models with ``set_thing_classes`` (and restores the training set's after validation).
+    """
+
+    priority = "VERY_HIGH"
+
+    def _set(self, runner, dataloader) -> None:
+        model = runner.model.module if is_model_wrapper(runner.model) else runner.model
+        if hasattr(model, "set_thing_classes"):
+            model.set_thing_classes(dataloader.dataset.metainfo.get("thing_classes"))
+
+    def before_train(self, runner) -> None:
+        self._set(runner, runner.train_dataloader)
+
+    def before_val(self, runner) -> None:
+        self._set(runner, runner.val_dataloader)
+
+    def after_val(self, runner) -> None:
+        loop = getattr(runner, "_train_loop", None)
+        if loop is not None and not isinstance(loop, dict):
+            self._set(runner, runner.train_dataloader)
+
+    def before_test(self, runner) -> None:
+        self._set(runner, runner.test_dataloader)
