@@ -296,5 +296,11 @@ def test_proposal_recall_metric_hand_computed():
     # TP 1 (IoU 1), FP 1, FN 2 -> 1 / (1 + 0.5 + 1)
     assert res["agnostic_PQ"] == pytest.approx(100 / 2.5, abs=0.01)
     assert res["num_gt"] == 1.5 and res["num_pred"] == 1.5
+    assert "recall50_unseen" not in res  # no split in dataset_meta
+    # with a split: category 2 (image 2's missed thing) unseen, categories 0 and 1 seen
+    metric.dataset_meta = dict(classes=("a", "b", "c"), unseen_classes=("c",))
+    res = metric.compute_metrics(metric.results)
+    assert res["recall50_seen"] == 100.0 and res["recall50_unseen"] == 0.0
+    assert res["mBIoU_seen"] == pytest.approx(87.5)
     with pytest.raises(KeyError, match="pred_proposals"):
         metric.process({}, [_sample(ids2, [_info(5, 2)]).to_dict()])

@@ -6,7 +6,10 @@ Ground truth: every non-crowd segment (crowd segments are neither targets nor co
 IoU: as in PQ (Kirillov et al., CVPR 2019), the union leaves out the prediction's pixels on
 void (id 0) and on crowd segments, which carry no label to be wrong about.
 
-Reported (percent), each also for ``_things`` and ``_stuff`` (the segment's ``isthing``):
+Reported (percent), each also for ``_things`` and ``_stuff`` (the segment's ``isthing``) and,
+where ``dataset_meta`` has ``unseen_classes``, ``recall50``/``mBIoU`` also for ``_seen`` and
+``_unseen`` (by the segment's category: does the class-agnostic generator find objects of
+classes its training set never labelled?):
 
 * ``recall50``: ground-truth segments whose best proposal (over all ``pred_proposals`` with
   score >= ``score_thr``; overlapping, like average recall at N proposals) has IoU > 0.5;
@@ -69,6 +72,7 @@ class ProposalRecallMetric(BaseMetric):
         ignore = (ids == 0) | torch.isin(ids, torch.tensor(crowd_ids, dtype=torch.long))
         gt_masks = torch.stack([ids == int(s["id"]) for s in gts]) if gts else torch.zeros((0, *ids.shape), dtype=torch.bool)
         isthing = np.array([bool(s.get("isthing", 0)) for s in gts], dtype=bool)
+        category = np.array([int(s.get("category", -1)) for s in gts], dtype=np.int64)
 
         proposals = _get(sample, "pred_proposals")
         if proposals is None:
@@ -81,7 +85,7 @@ class ProposalRecallMetric(BaseMetric):
                              f"{tuple(ids.shape)} differ in size")
         masks = masks[scores >= self.score_thr]
         best = _iou(masks, gt_masks, ignore).max(0).values.numpy() if len(masks) else np.zeros(len(gts))
-        record = dict(isthing=isthing, best_iou=best)
+        record = dict(isthing=isthing, category=category, best_iou=best)
 
         agnostic = _get(sample, "pred_agnostic_seg")
         if agnostic is not None:
@@ -105,6 +109,15 @@ class ProposalRecallMetric(BaseMetric):
         for suffix, sel in groups.items():
             metrics[f"recall50{suffix}"] = _pct(np.mean(best[sel] > self.iou_thr)) if sel.any() else float("nan")
             metrics[f"mBIoU{suffix}"] = _pct(np.mean(best[sel])) if sel.any() else float("nan")
+        meta = self.dataset_meta or {}
+        unseen = set(meta.get("unseen_classes") or ())
+        if unseen and meta.get("classes"):
+            category = np.concatenate([r["category"] for r in results])
+            unseen_idx = [i for i, c in enumerate(meta["classes"]) if c in unseen]
+            is_unseen = np.isin(category, unseen_idx)
+            for suffix, sel in {"_seen": ~is_unseen, "_unseen": is_unseen}.items():
+                metrics[f"recall50{suffix}"] = _pct(np.mean(best[sel] > self.iou_thr)) if sel.any() else float("nan")
+                metrics[f"mBIoU{suffix}"] = _pct(np.mean(best[sel])) if sel.any() else float("nan")
         metrics["num_gt"] = round(len(best) / max(len(results), 1), 2)
         if results and all("pan_iou" in r for r in results):
             pan = np.concatenate([r["pan_iou"] for r in results])
