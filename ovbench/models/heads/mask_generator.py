@@ -21,6 +21,9 @@ Universal Image Segmentation", CVPR 2022); the code is ovbench's own and much sm
    ``einsum(MLP(query), mask_features)`` and one objectness logit (Mask2Former's
    "no object" class reduced to a binary, class-agnostic score).
 
+The defaults (0.32M parameters, 16 queries, for 64x64 inputs) train in ~2 minutes on one CPU
+core (configs/synth/mask_generator.py: recall@0.5 88% of synth_large's segments).
+
 ``forward(img)`` returns ``dict(mask_logits [B,N,H/4,W/4], objectness [B,N],
 mask_features [B,Cm,H/4,W/4], queries [B,N,Cq])`` and, in training mode, ``aux``: the
 earlier predictions as a list of ``(mask_logits, objectness)``, first to last.
