@@ -328,3 +328,28 @@ def _optim_wrapper(model):
     from mmengine.optim import OptimWrapper
 
     return OptimWrapper(torch.optim.AdamW(model.parameters(), lr=1e-3))
+
+
+def test_shipped_generator_loads_by_name_and_is_sha_checked(tmp_path, monkeypatch):
+    """mask_generator_checkpoint='synth' = the shipped stage-1 weights; a corrupted file is refused."""
+    import shutil
+
+    from mmengine.config import Config
+
+    from ovbench.models.segmentors import mask_proposal_segmentor as mps
+
+    from pathlib import Path
+
+    cfg = Config.fromfile(str(Path(__file__).resolve().parents[1] / "configs" / "synth" / "mask_generator.py"))
+    gen = QueryMaskGenerator(**{k: v for k, v in cfg.model.mask_generator.items() if k != "type"})
+    before = {k: v.clone() for k, v in gen.state_dict().items()}
+    mps.load_mask_generator(gen, "synth")
+    assert any(not torch.equal(before[k], v) for k, v in gen.state_dict().items())
+    bad = tmp_path / "mask_generator_synth.pth"
+    shutil.copy(mps.SHIPPED_GENERATORS["synth"], bad)
+    shutil.copy(str(mps.SHIPPED_GENERATORS["synth"]) + ".sha256", str(bad) + ".sha256")
+    with open(bad, "ab") as fh:
+        fh.write(b"x")
+    monkeypatch.setitem(mps.SHIPPED_GENERATORS, "synth", bad)
+    with pytest.raises(RuntimeError, match="SHA-256 mismatch"):
+        mps.load_mask_generator(gen, "synth")

@@ -16,7 +16,9 @@ MMSeg segmentor:
   :class:`~ovbench.evaluation.proposal_recall.ProposalRecallMetric` scores these fields.
 
 :func:`load_mask_generator` puts the trained weights into another model's generator (the FISA
-classifier freezes it).
+classifier freezes it). The name ``'synth'`` stands for the generator shipped in
+``ovbench/assets`` (trained on the embedded benchmark, SHA-256 checked), so the classifier
+configs run without a stage-1 run; :func:`export_mask_generator` writes such a file.
 """
 from __future__ import annotations
 
@@ -30,6 +32,7 @@ from mmseg.registry import MODELS
 from mmseg.utils import OptConfigType, SampleList
 from torch import Tensor, nn
 
+from ovbench.models.clip.tiny import ASSETS, expected_sha256, sha256_of, verify_checkpoint
 from ovbench.models.heads.mask_generator import QueryMaskGenerator
 from ovbench.models.heads.mask_matching import MaskProposalCriterion, gt_masks_from_panoptic
 
@@ -142,6 +145,44 @@ def _pad_to(masks: Tensor, size: tuple) -> Tensor:
     return F.pad(masks, (0, size[1] - w, 0, size[0] - h), value=False)
 
 
+#: shipped stage-1 checkpoints, by name (``mask_generator_checkpoint='synth'``)
+SHIPPED_GENERATORS = {"synth": ASSETS / "mask_generator_synth.pth"}
+
+
+def resolve_generator_checkpoint(name_or_path: str) -> str:
+    """A shipped generator's file (SHA-256 verified) for a name in :data:`SHIPPED_GENERATORS`;
+    anything else is returned as given (a path or URL for mmengine's loader)."""
+    path = SHIPPED_GENERATORS.get(str(name_or_path))
+    if path is None:
+        return str(name_or_path)
+    if not path.is_file():
+        raise FileNotFoundError(f"mask_generator_checkpoint={name_or_path!r}: shipped file {path} is missing")
+    verify_checkpoint(path, expected_sha256(str(path) + ".sha256"))
+    return str(path)
+
+
+def export_mask_generator(checkpoint_path: str, out: str, record: Optional[Dict[str, Any]] = None,
+                          prefix: str = "mask_generator.") -> str:
+    """Keep only the generator's weights of a stage-1 checkpoint (a small file to ship); writes
+    ``out``, ``out.sha256`` and, with ``record``, ``out`` with ``.json``. Returns the SHA-256."""
+    import json
+    from pathlib import Path
+
+    from mmengine.runner.checkpoint import CheckpointLoader
+
+    ckpt = CheckpointLoader.load_checkpoint(checkpoint_path, map_location="cpu")
+    state = {k: v for k, v in ckpt["state_dict"].items() if k.startswith(prefix)}
+    if not state:
+        raise KeyError(f"{checkpoint_path}: no weights under prefix '{prefix}'")
+    out_path = Path(out)
+    torch.save({"state_dict": state, "meta": {"source": Path(checkpoint_path).name}}, out_path)
+    digest = sha256_of(out_path)
+    Path(str(out_path) + ".sha256").write_text(f"{digest}  {out_path.name}\n")
+    if record is not None:
+        out_path.with_suffix(".json").write_text(json.dumps({**record, "sha256": digest}, indent=1) + "\n")
+    return digest
+
+
 def load_mask_generator(module: nn.Module, checkpoint_path: str, prefix: str = "mask_generator.") -> nn.Module:
     """Load the ``prefix``-ed weights of a stage-1 checkpoint (a ``MaskProposalSegmentor`` trained by
     mmengine: a dict with ``'state_dict'``) into ``module`` (a :class:`QueryMaskGenerator`), strictly.
@@ -152,6 +193,7 @@ def load_mask_generator(module: nn.Module, checkpoint_path: str, prefix: str = "
     """
     from mmengine.runner.checkpoint import CheckpointLoader
 
+    checkpoint_path = resolve_generator_checkpoint(checkpoint_path)
     ckpt = CheckpointLoader.load_checkpoint(checkpoint_path, map_location="cpu")
     if not isinstance(ckpt, dict) or "state_dict" not in ckpt:
         raise KeyError(f"{checkpoint_path}: not an mmengine checkpoint (expected a dict with 'state_dict', "
