@@ -45,11 +45,13 @@ test_evaluator = {{_base_.test_evaluator_with_oracles}}
 
 # One recipe for every method: AdamW, 300 iterations of batch 8, cosine; CLIP-internal
 # parameters (PEFT deltas, or all of CLIP for 'full') at 0.1x the rate of the new modules
-# (SEVE, the in-vocabulary head).
+# (SEVE, the in-vocabulary head). lr chosen once from {1e-3, 1e-2} on the final training
+# loss, lower at 1e-2 for every method (fisa 2.34 -> 1.09, fcclip 2.18 -> 2.08, lora
+# 2.41 -> 1.26, hclip 1.51 -> 0.96, full 0.91 -> 0.73). Training: 40-140 s on one core.
 max_iters = 300
 optim_wrapper = dict(
     type='OptimWrapper',
-    optimizer=dict(type='AdamW', lr=1e-3, weight_decay=1e-4),
+    optimizer=dict(type='AdamW', lr=1e-2, weight_decay=1e-4),
     paramwise_cfg=dict(custom_keys={'backbone.clip': dict(lr_mult=0.1)}),
     clip_grad=dict(max_norm=1.0, norm_type=2),
 )
