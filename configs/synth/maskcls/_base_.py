@@ -6,11 +6,11 @@
 # Test: mIoU and PQ, plus the bottleneck-analysis rows oracle_masks/* and oracle_classes/*.
 _base_ = ['../../_base_/default_runtime.py', '../_base_/synth_panoptic.py']
 
-# Stage-1 checkpoint (a MaskProposalSegmentor checkpoint; its mask_generator.* weights are
-# loaded, strictly, so the generator dict below must match the stage-1 config).
-# Train one with `ovbench train configs/synth/mask_generator.py` or override with
-# --cfg-options model.mask_generator_checkpoint=PATH.
-mask_generator_checkpoint = 'work_dirs/mask_generator/iter_1000.pth'
+# Stage-1 checkpoint: 'synth' = the shipped generator (ovbench/assets/mask_generator_synth.pth,
+# SHA-256 checked), or the path of a MaskProposalSegmentor checkpoint (e.g. your own
+# `ovbench train configs/synth/mask_generator.py`). Its mask_generator.* weights are loaded
+# strictly, so the generator dict below must match configs/synth/mask_generator.py.
+mask_generator_checkpoint = 'synth'
 
 clip_mean = [122.771, 116.746, 104.094]
 clip_std = [68.501, 66.632, 70.323]
@@ -30,7 +30,7 @@ model = dict(
     ),
     mask_generator=dict(
         type='QueryMaskGenerator', num_queries=16, channels=(16, 32, 48, 64), mask_feature_dim=32,
-        query_dim=64, num_layers=3, num_heads=4, ffn_dim=128, memory_strides=(16, 8)),
+        query_dim=64, num_layers=3, num_heads=4, ffn_dim=128, memory_strides=(8, 4)),
     mask_generator_checkpoint=mask_generator_checkpoint,
     mask_embedding='pooling',
     logit_scale=None,  # the CLIP's own temperature (22.9 for the tiny CLIP), fixed
