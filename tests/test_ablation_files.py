@@ -14,9 +14,8 @@ ABLATIONS = sorted((Path(__file__).resolve().parents[1] / "ablations").glob("*.y
 
 def test_the_issue_files_are_shipped_or_explained():
     names = {p.stem for p in ABLATIONS}
-    assert {"ci", "block_size", "peft_rank", "orth_weight", "orth_placement", "components", "peft_methods"} <= names
-    # fisa_bottleneck needs a FISA model that does not exist; shipping it would pretend
-    assert "fisa_bottleneck" not in names
+    assert {"ci", "block_size", "peft_rank", "orth_weight", "orth_placement", "components", "peft_methods",
+            "fisa_bottleneck"} <= names
 
 
 @pytest.mark.parametrize("path", ABLATIONS, ids=[p.stem for p in ABLATIONS])

@@ -67,3 +67,47 @@ def test_baseline_configs_load_and_name_a_valid_method(path):
     method = build_peft_config(cfg.model.clip.peft)
     assert type(method).__name__.lower().startswith(cfg.model.clip.peft.type)
     assert ("zeroshot" in path.stem) == (cfg.model.aggregator is None)
+
+
+FISA_REAL = ["fisa/fisa_vitb16_coco-panoptic.py", "fisa/fcclip_vitb16_coco-panoptic.py"]
+
+
+@pytest.mark.parametrize("rel_path", FISA_REAL)
+def test_fisa_family_real_configs_build_and_step(rel_path):
+    """ViT-B/16 mask classifier with the real-scale generator (random weights, no stage-1 file):
+    one loss step at 128 px; FISA trains SEVE + SIMO only, under 5% of CLIP; FC-CLIP its head only."""
+    from mmengine.config import Config
+    from mmengine.structures import PixelData
+    from mmseg.registry import MODELS
+    from mmseg.structures import SegDataSample
+
+    cfg = Config.fromfile(str(REPO_ROOT / "configs" / rel_path))
+    cfg.model.clip.pretrained = None
+    cfg.model.mask_generator_checkpoint = None
+    cfg.model.class_names = ["sky", "road", "person", "tree", "car"]
+    cfg.model.data_preprocessor.size = (128, 128)
+    model = MODELS.build(cfg.model).train()
+    torch.manual_seed(0)
+    ids = torch.zeros(1, 128, 128, dtype=torch.long)
+    ids[:, :64] = 1
+    ids[:, 64:, :64] = 2
+    ids[:, 64:, 64:] = 3
+    s = SegDataSample()
+    s.gt_sem_seg = PixelData(data=torch.tensor([0, 1, 2])[ids - 1])
+    s.gt_panoptic_seg = PixelData(data=ids, metainfo=dict(segments_info=[
+        dict(id=1, category=0, iscrowd=0, isthing=0), dict(id=2, category=1, iscrowd=0, isthing=0),
+        dict(id=3, category=2, iscrowd=0, isthing=1)]))
+    s.set_metainfo(dict(img_shape=(128, 128), ori_shape=(128, 128), pad_shape=(128, 128)))
+    losses = model.loss(torch.randn(1, 3, 128, 128), [s])
+    total = sum(v for k, v in losses.items() if k.startswith("loss"))
+    assert torch.isfinite(total)
+    total.backward()
+    trainable = {n for n, p in model.named_parameters() if p.requires_grad}
+    assert trainable and not any(n.startswith("mask_generator.") for n in trainable)
+    clip_total = sum(p.numel() for p in model.backbone.clip.parameters())
+    n_train = sum(p.numel() for n, p in model.named_parameters() if p.requires_grad)
+    if rel_path.split("/")[-1].startswith("fisa"):
+        assert all(n.startswith(("seve.", "backbone.clip.peft_method.")) for n in trainable), sorted(trainable)[:5]
+        assert n_train < 0.05 * clip_total, (n_train, clip_total)
+    else:
+        assert all(n.startswith("in_vocab_head.") for n in trainable), sorted(trainable)[:5]
