@@ -305,7 +305,7 @@ def test_runner_train_test_and_inference_model(tmp_path):
         test_dataloader=loader, test_evaluator=evaluators, test_cfg=dict(type="TestLoop"),
         train_cfg=dict(type="IterBasedTrainLoop", max_iters=2, val_interval=100),
         optim_wrapper=dict(type="OptimWrapper", optimizer=dict(type="AdamW", lr=1e-3)),
-        custom_hooks=[dict(type="VocabularyHook"), dict(type="ThingClassesHook")],
+        custom_hooks=[dict(type="VocabularyHook")],
         default_hooks=dict(checkpoint=dict(type="CheckpointHook", by_epoch=False, interval=2),
                            logger=dict(type="LoggerHook", interval=1)),
         env_cfg=dict(cudnn_benchmark=False, dist_cfg=dict(backend="gloo")),

@@ -33,4 +33,4 @@ model = dict(
     test_cfg=dict(mode='whole', score_threshold=0.0, overlap_threshold=0.8, objectness_threshold=0.0,
                   extra_modes=('oracle_masks', 'oracle_classes')),
 )
-custom_hooks = [dict(type='VocabularyHook'), dict(type='ThingClassesHook')]
+custom_hooks = [dict(type='VocabularyHook')]

@@ -39,8 +39,8 @@ model = dict(
     test_cfg=dict(mode='whole', score_threshold=0.0, overlap_threshold=0.8, objectness_threshold=0.0,
                   extra_modes=('oracle_masks', 'oracle_classes')),
 )
-# ThingClassesHook: each dataset's thing_classes for panoptic inference (VocabularyHook gives names only)
-custom_hooks = [dict(type='VocabularyHook'), dict(type='ThingClassesHook')]
+# VocabularyHook: each dataset's class names, prompts and thing classes (panoptic inference)
+custom_hooks = [dict(type='VocabularyHook')]
 test_evaluator = {{_base_.test_evaluator_with_oracles}}
 
 # One recipe for every method: AdamW, 300 iterations of batch 8, cosine; CLIP-internal

@@ -32,11 +32,12 @@ from torch import Tensor
 
 from ovbench.models.clip import OVCLIP
 from ovbench.models.heads.cost_aggregation import CostAggregator
+from ovbench.models.segmentors.vocabulary import OpenVocabularyMixin
 from ovbench.peft import regularization_loss
 
 
 @MODELS.register_module()
-class OVCostAggSegmentor(EncoderDecoder):
+class OVCostAggSegmentor(OpenVocabularyMixin, EncoderDecoder):
     """CLIP (+ PEFT) -> cost volume -> aggregation -> per-class logits over any vocabulary.
 
     Args:
@@ -81,56 +82,6 @@ class OVCostAggSegmentor(EncoderDecoder):
         self.train_cfg = train_cfg or {}
         self.test_cfg = test_cfg or dict(mode="whole")
         self._class_names = tuple(class_names) if class_names else None
-        self._class_prompts: Optional[Dict[str, Sequence[str]]] = None
-
-    # -------------------------------------------------------------- vocabulary
-    def set_vocabulary(self, class_names: Sequence[str], prompts: Optional[Dict[str, Sequence[str]]] = None) -> None:
-        """Set the classes to predict; ``prompts`` maps a class to the names it is prompted
-        with (its score is the max over them, e.g. VOC-20b's 'background')."""
-        self._class_names = tuple(class_names)
-        self._class_prompts = dict(prompts or {})
-
-    @property
-    def class_prompts(self) -> Dict[str, Sequence[str]]:
-        if self._class_prompts is not None:
-            return self._class_prompts
-        meta = getattr(self, "dataset_meta", None) or {}
-        return dict(meta.get("class_prompts") or {})
-
-    def prompt_names(self) -> tuple:
-        """The text prompts in order, and per class the slice of them it owns."""
-        names: List[str] = []
-        groups: List[slice] = []
-        prompts = self.class_prompts
-        for cls in self.class_names:
-            own = list(prompts.get(cls) or [cls])
-            groups.append(slice(len(names), len(names) + len(own)))
-            names.extend(own)
-        return tuple(names), groups
-
-    @staticmethod
-    def merge_prompts(scores: Tensor, groups: List[slice]) -> Tensor:
-        """``[B, P, ...]`` prompt scores -> ``[B, C, ...]`` class scores (max within each class)."""
-        if all(g.stop - g.start == 1 for g in groups):
-            return scores
-        return torch.stack([scores[:, g].max(1).values for g in groups], 1)
-
-    @property
-    def class_names(self) -> tuple:
-        if self._class_names:
-            return self._class_names
-        meta = getattr(self, "dataset_meta", None) or {}
-        if meta.get("classes"):
-            return tuple(meta["classes"])
-        raise RuntimeError(
-            "OVCostAggSegmentor has no vocabulary: train/test through a Runner with "
-            "`custom_hooks=[dict(type='VocabularyHook')]`, load a checkpoint whose meta has "
-            "'dataset_meta' (mmseg.apis.init_model does), or call set_vocabulary(class_names)."
-        )
-
-    @property
-    def num_classes(self) -> int:  # read by EncoderDecoder.slide_inference
-        return len(self.class_names)
 
     @property
     def out_channels(self) -> int:

@@ -50,9 +50,7 @@ import torch
 import torch.nn.functional as F
 from mmengine.structures import PixelData
 from mmseg.models.segmentors.base import BaseSegmentor
-from mmengine.hooks import Hook
-from mmengine.model import is_model_wrapper
-from mmseg.registry import HOOKS, MODELS
+from mmseg.registry import MODELS
 from mmseg.structures import SegDataSample
 from mmseg.utils import OptConfigType, SampleList
 from torch import Tensor, nn
@@ -61,6 +59,7 @@ from ovbench.models.clip import OVCLIP
 from ovbench.models.heads.in_vocab_head import mask_pool
 from ovbench.models.heads.mask_matching import gt_masks_from_panoptic, match_by_iou
 from ovbench.models.segmentors.panoptic_inference import panoptic_inference, semantic_inference
+from ovbench.models.segmentors.vocabulary import OpenVocabularyMixin
 from ovbench.peft import get_peft_method, regularization_loss
 
 EXTRA_MODES = ("oracle_masks", "oracle_classes")
@@ -79,7 +78,7 @@ TEST_DEFAULTS = dict(
 
 
 @MODELS.register_module()
-class OVMaskClassSegmentor(BaseSegmentor):
+class OVMaskClassSegmentor(OpenVocabularyMixin, BaseSegmentor):
     """Frozen mask generator + CLIP mask classifier over any vocabulary (see the module docstring).
 
     Args:
@@ -237,8 +236,6 @@ class OVMaskClassSegmentor(BaseSegmentor):
         self.test_cfg["extra_modes"] = modes
         self.align_corners = False
         self._class_names = tuple(class_names) if class_names else None
-        self._class_prompts: Optional[Dict[str, Sequence[str]]] = None
-        self._thing_classes: Optional[Tuple[str, ...]] = None
         self._thing_seen: Dict[str, bool] = {}  # fallback: class -> isthing, read from ground truth
         self._train_classes: Optional[Tuple[str, ...]] = None
         self._warned: set = set()
@@ -268,80 +265,21 @@ class OVMaskClassSegmentor(BaseSegmentor):
         self.mask_generator.train(was)
         return out
 
-    # -------------------------------------------------------------- vocabulary
-    def set_vocabulary(self, class_names: Sequence[str], prompts: Optional[Dict[str, Sequence[str]]] = None,
-                       thing_classes: Optional[Sequence[str]] = None) -> None:
-        """Set the classes to predict; ``prompts`` maps a class to the names it is prompted with (its
-        score is the max over them); ``thing_classes`` names the thing classes (panoptic inference)."""
-        self._class_names = tuple(class_names)
-        self._class_prompts = dict(prompts or {})
-        if thing_classes is not None:
-            self._thing_classes = tuple(thing_classes)
-
-    @property
-    def class_names(self) -> tuple:
-        if self._class_names:
-            return self._class_names
-        meta = getattr(self, "dataset_meta", None) or {}
-        if meta.get("classes"):
-            return tuple(meta["classes"])
-        raise RuntimeError(
-            "OVMaskClassSegmentor has no vocabulary: train/test through a Runner with "
-            "`custom_hooks=[dict(type='VocabularyHook')]`, load a checkpoint whose meta has "
-            "'dataset_meta' (mmseg.apis.init_model does), or call set_vocabulary(class_names)."
-        )
-
-    @property
-    def num_classes(self) -> int:
-        return len(self.class_names)
-
-    @property
-    def class_prompts(self) -> Dict[str, Sequence[str]]:
-        if self._class_prompts is not None:
-            return self._class_prompts
-        meta = getattr(self, "dataset_meta", None) or {}
-        return dict(meta.get("class_prompts") or {})
-
-    def prompt_names(self) -> Tuple[Tuple[str, ...], List[slice]]:
-        """The text prompts in order, and per class the slice of them it owns."""
-        names: List[str] = []
-        groups: List[slice] = []
-        prompts = self.class_prompts
-        for cls in self.class_names:
-            own = list(prompts.get(cls) or [cls])
-            groups.append(slice(len(names), len(names) + len(own)))
-            names.extend(own)
-        return tuple(names), groups
-
-    @staticmethod
-    def merge_prompts(scores: Tensor, groups: List[slice]) -> Tensor:
-        """``[..., P]`` prompt scores -> ``[..., C]`` class scores (max within each class)."""
-        if all(g.stop - g.start == 1 for g in groups):
-            return scores
-        return torch.stack([scores[..., g].max(-1).values for g in groups], -1)
-
-    def set_thing_classes(self, thing_classes: Optional[Sequence[str]]) -> None:
-        """Name the thing classes (the rest are stuff), as :class:`ThingClassesHook` does per dataset."""
-        self._thing_classes = None if thing_classes is None else tuple(thing_classes)
-
+    # -------------------------------------------------------------- vocabulary (OpenVocabularyMixin)
     def is_thing(self) -> List[bool]:
         """Per class of the current vocabulary: thing (True) or stuff.
 
-        From ``set_vocabulary(thing_classes=...)`` / ``set_thing_classes`` (``ThingClassesHook``),
+        From ``set_vocabulary(thing_classes=...)`` (``VocabularyHook`` passes each dataset's),
         else ``dataset_meta['thing_classes']``, else (with a warning) the ``isthing`` flags of the
         *training* segments seen by ``loss`` (classes never trained on count as stuff).
         """
-        things = self._thing_classes
-        if things is None:
-            meta = getattr(self, "dataset_meta", None) or {}
-            if meta.get("thing_classes") is not None:
-                things = tuple(meta["thing_classes"])
+        things = self.thing_names()
         if things is not None:
             things = set(things)
             return [c in things for c in self.class_names]
-        self._warn_once("things", "OVMaskClassSegmentor: no thing_classes known (add "
-                                  "custom_hooks=[dict(type='ThingClassesHook')], call set_thing_classes, or set "
-                                  "dataset_meta['thing_classes']); using the training segments' isthing flags")
+        self._warn_once("things", "OVMaskClassSegmentor: no thing_classes known (the dataset's metainfo has "
+                                  "none: give its vocabulary a 'things' list, or call "
+                                  "set_vocabulary(..., thing_classes=...)); using the training segments' isthing flags")
         return [self._thing_seen.get(c, False) for c in self.class_names]
 
     def _note_things(self, data_samples: SampleList) -> None:
@@ -421,7 +359,7 @@ class OVMaskClassSegmentor(BaseSegmentor):
 
     def _cosine_logits(self, emb: Tensor, text: Tensor, groups: List[slice]) -> Tensor:
         cos = torch.einsum("bnd,pd->bnp", emb, text.to(emb.dtype))
-        return self.merge_prompts(cos * self.logit_scale, groups)
+        return self.merge_prompts(cos * self.logit_scale, groups, dim=-1)
 
     def classify(self, inputs: Tensor, gen: Dict[str, Any], masks: Tensor, queries: Optional[Tensor] = None,
                  need: str = "probs", dense: Optional[Tensor] = None) -> Dict[str, Tensor]:
@@ -648,33 +586,3 @@ def _padded_ids(sample: SegDataSample, input_hw: Sequence[int], meta: Optional[D
         raise ValueError(f"OVMaskClassSegmentor: ground truth {(img_h, img_w)} larger than the input {tuple(input_hw)}")
     ids = F.pad(ids, (left, right, top, bottom), value=0)
     return {"gt_panoptic_seg": {"data": ids[None], "segments_info": pan.metainfo.get("segments_info", [])}}
-
-
-@HOOKS.register_module()
-class ThingClassesHook(Hook):
-    """Give the model the active dataset's ``thing_classes`` (train, val, test), for panoptic inference.
-
-    ``VocabularyHook`` hands over class names and prompts only; this hook completes it for
-    models with ``set_thing_classes`` (and restores the training set's after validation).
-    """
-
-    priority = "VERY_HIGH"
-
-    def _set(self, runner, dataloader) -> None:
-        model = runner.model.module if is_model_wrapper(runner.model) else runner.model
-        if hasattr(model, "set_thing_classes"):
-            model.set_thing_classes(dataloader.dataset.metainfo.get("thing_classes"))
-
-    def before_train(self, runner) -> None:
-        self._set(runner, runner.train_dataloader)
-
-    def before_val(self, runner) -> None:
-        self._set(runner, runner.val_dataloader)
-
-    def after_val(self, runner) -> None:
-        loop = getattr(runner, "_train_loop", None)
-        if loop is not None and not isinstance(loop, dict):
-            self._set(runner, runner.train_dataloader)
-
-    def before_test(self, runner) -> None:
-        self._set(runner, runner.test_dataloader)

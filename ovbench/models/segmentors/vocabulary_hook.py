@@ -1,10 +1,11 @@
-"""Hand the current dataset's class names to an open-vocabulary model.
+"""Hand the current dataset's vocabulary to an open-vocabulary model.
 
 Training, validation and testing use different vocabularies (the training set's
 seen classes; each evaluation set's full list). The model cannot see the
-dataset, so this hook sets ``model.set_vocabulary(classes)`` from the
+dataset, so this hook calls ``model.set_vocabulary(classes, prompts, thing_classes)``
+(:class:`~ovbench.models.segmentors.vocabulary.OpenVocabularyMixin`) from the
 dataloader in use before each phase and restores the training vocabulary after
-validation.
+validation. ``thing_classes`` (None for semantic sets) drives panoptic inference.
 """
 from __future__ import annotations
 
@@ -20,10 +21,12 @@ def _model(runner):
 
 def _vocabulary(dataloader) -> tuple:
     dataset = dataloader.dataset
-    classes = dataset.metainfo.get("classes")
+    meta = dataset.metainfo
+    classes = meta.get("classes")
     if not classes:
         raise RuntimeError(f"VocabularyHook: dataset {type(dataset).__name__} has no 'classes' in its metainfo")
-    return tuple(classes), dict(dataset.metainfo.get("class_prompts") or {})
+    things = meta.get("thing_classes")
+    return tuple(classes), dict(meta.get("class_prompts") or {}), None if things is None else tuple(things)
 
 
 @HOOKS.register_module()
@@ -35,8 +38,8 @@ class VocabularyHook(Hook):
     def _set(self, runner, dataloader) -> None:
         model = _model(runner)
         if hasattr(model, "set_vocabulary"):
-            classes, prompts = _vocabulary(dataloader)
-            model.set_vocabulary(classes, prompts)
+            classes, prompts, things = _vocabulary(dataloader)
+            model.set_vocabulary(classes, prompts, thing_classes=things)
 
     def before_train(self, runner) -> None:
         self._set(runner, runner.train_dataloader)
