@@ -294,3 +294,26 @@ def test_block_selection_and_per_encoder_q():
     assert "attention" in m.visual.transformer.resblocks[1].__dict__
     assert "attention" not in m.visual.transformer.resblocks[0].__dict__
     assert build_peft_config(dict(type="hclip")).orth == "text"
+
+
+def test_dcrc_only_trains_the_mixing_alone_and_moves_the_model():
+    """train_blocks=False: the paper's 'DCRC only' row -- R frozen at its init, DCRC's few weights train."""
+    m = tiny_clip()
+    apply_peft(m, dict(type="hclip", q=16, dcrc="paper", train_blocks=False))
+    meth = m.peft_method
+    trainable = {n for n, p in meth.named_parameters() if p.requires_grad}
+    assert trainable and all(n.startswith("dcrc.") for n in trainable)
+    rows = count_parameters(m)
+    assert rows["image"]["trainable"] == rows["text"]["trainable"] == 0
+    assert rows["all"]["trainable"] == rows["all"]["free"] == sum(p.numel() for p in meth.dcrc.parameters())
+    with torch.no_grad():
+        ref = run(m)
+    opt = torch.optim.SGD([p for p in m.parameters() if p.requires_grad], lr=0.5)
+    for _ in range(3):
+        opt.zero_grad()
+        sum(o.sum() for o in run(m)).backward()
+        opt.step()
+    with torch.no_grad():
+        assert maxdiff(run(m), ref) > 0, "training DCRC alone must change the adapted model"
+    with pytest.raises(ValueError, match="nothing to train"):
+        build_peft_config(dict(type="hclip", q=16, train_blocks=False))

@@ -115,7 +115,8 @@ class HClipMethod(PeftMethod):
                 self.pos[(enc, i)] = j
             shape = (len(idx), n_sites, self.nb[enc], q, q)
             init = torch.zeros(shape) if enc in self.hard else torch.eye(q).expand(shape).clone()
-            self.register_parameter(f"{enc}_R", nn.Parameter(init))
+            # train_blocks=False keeps R at its initialisation: "DCRC only" (the paper's component table)
+            self.register_parameter(f"{enc}_R", nn.Parameter(init, requires_grad=cfg.train_blocks))
         self.dcrc: Optional[nn.Module] = None
         if cfg.dcrc is not None:
             if len(self.targets) != 2:
@@ -217,6 +218,8 @@ class HClipMethod(PeftMethod):
         out = {}
         for e in self.hard:
             p = getattr(self, f"{e}_R")
+            if not p.requires_grad:
+                continue
             q = self.q[e]
             out[e] = (p.numel(), p.numel() // (q * q) * (q * (q - 1) // 2))
         return out
@@ -254,7 +257,8 @@ class HClipConfig(PeftConfig):
     ``orth_lambda``: ``inf`` hard Cayley, ``> 0`` soft penalty, ``0`` unconstrained; ``cayley``:
     ``exact|neumann``; ``dcrc``: ``None|'paper'|'release'``; ``symmetric``: ``True``/``'both'``,
     ``'image'`` or ``'text'`` (which encoders are adapted; overrides ``encoders``); ``compute``:
-    ``auto|activation|weight``."""
+    ``auto|activation|weight``; ``train_blocks``: ``False`` freezes the R blocks at their
+    initialisation so that only DCRC trains (the paper's "DCRC only" row, 0.01 M parameters)."""
 
     q: Any = 128
     orth: str = "text"
@@ -263,6 +267,7 @@ class HClipConfig(PeftConfig):
     neumann_terms: int = 5
     dcrc: Optional[str] = None
     dcrc_hidden: Optional[int] = None
+    train_blocks: bool = True
     symmetric: Any = None
     compute: str = "auto"
     allowed_sites = ATTN_SITES
@@ -282,6 +287,11 @@ class HClipConfig(PeftConfig):
             raise ValueError(f"peft.compute (hclip): expected 'auto', 'activation' or 'weight', got {self.compute!r}")
         if isinstance(self.q, dict) and set(self.q) != set(ENCODERS):
             raise ValueError(f"peft.q (hclip): a dict needs exactly the keys 'image' and 'text', got {sorted(self.q)}")
+        if not isinstance(self.train_blocks, bool):
+            raise ValueError(f"peft.train_blocks (hclip): expected true or false, got {self.train_blocks!r}")
+        if not self.train_blocks and self.dcrc is None:
+            raise ValueError("peft.train_blocks=False (hclip) leaves nothing to train without dcrc; "
+                             "set dcrc='paper' or 'release' (the 'DCRC only' setting)")
         self.orth_lambda = float(self.orth_lambda)
         if self.orth_lambda < 0:
             raise ValueError(f"peft.orth_lambda (hclip): expected >= 0 or inf, got {self.orth_lambda}")
