@@ -157,3 +157,18 @@ def test_qualitative_panel_from_saved_predictions(tmp_path):
     assert files == [tmp_path / "panel_toy.png"]
     w, h = Image.open(files[0]).size
     assert w > h * 3  # image | GT | a | b side by side in one row
+
+
+def test_report_of_a_changed_file_refuses_the_old_study_or_uses_its_new_study_twin(filled):
+    """`ovbench report FILE` must not label an older study's results with the current file."""
+    from ovbench.report.frame import open_for_report
+
+    path, study, url = filled
+    path.write_text(path.read_text().replace("seeds: [0, 1]", "seeds: [0]"))
+    with pytest.raises(st.StudyMismatch, match="another version of this file"):
+        open_for_report(str(path))
+    spec = load_spec(path)  # run with --new-study: the twin study is the file's
+    twin = st.open_study(spec, st.open_storage(url), st.study_name_for(spec, new_study=True))
+    opened, _ = open_for_report(str(path))
+    assert opened.study_name == twin.study_name != study.study_name
+    assert open_for_report(study.study_name, work_dir=str(Path(url[len("sqlite:///"):]).parent))[0].study_name == "rep"

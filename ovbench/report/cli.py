@@ -12,6 +12,7 @@ from typing import Dict, List, Optional
 
 from ovbench.report import panels, plots, tables
 from ovbench.report.frame import open_for_report, study_frame, swept_params
+from ovbench.sweep import study as st
 
 EXT = {"md": "md", "latex": "tex", "csv": "csv", "html": "html"}
 
@@ -76,6 +77,9 @@ def run(args: argparse.Namespace) -> int:
                              args.metric, plots_on=not args.no_plots)
     except KeyError as e:
         print(f"error: study not found in the storage: {e}", file=sys.stderr)
+        return 2
+    except st.StudyMismatch as e:
+        print(f"error: {e}", file=sys.stderr)
         return 2
     print(texts[args.format[0]])
     return 0

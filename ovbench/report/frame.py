@@ -25,7 +25,21 @@ def open_for_report(target: str, storage: Optional[str] = None,
         name = target
         root = Path(work_dir).resolve() if work_dir else (Path("work_dirs") / "sweeps" / name).resolve()
     url = storage or (spec.storage if spec and spec.storage else None) or st.default_storage_url(root)
-    return optuna.load_study(storage=st.open_storage(url), study_name=name), spec
+    storage_obj = st.open_storage(url)
+    study = optuna.load_study(storage=storage_obj, study_name=name)
+    stored = study.user_attrs.get("spec_hash")
+    if spec is not None and stored is not None and stored != spec.content_hash:
+        # the file changed since this study ran: its --new-study twin, if any, is the file's study
+        twin = st.study_name_for(spec, new_study=True)
+        if twin in {s.study_name for s in optuna.get_all_study_summaries(storage_obj)}:
+            return optuna.load_study(storage=storage_obj, study_name=twin), spec
+        raise st.StudyMismatch(
+            f"{target}: study {name!r} in {url} was run with another version of this file (stored hash "
+            f"{stored}, file hash {spec.content_hash}); a report would label its results with the current "
+            f"file. Run the file again (`ovbench run {target} --new-study`), or report the old study by "
+            f"name: `ovbench report {name} --work-dir {root}`."
+        )
+    return study, spec
 
 
 def swept_params(study: optuna.Study) -> List[str]:
