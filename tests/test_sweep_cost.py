@@ -1,6 +1,8 @@
 """Cost accounting of a trial: free parameters of orthogonal PEFT blocks are fewer than stored ones."""
 from __future__ import annotations
 
+from pathlib import Path
+
 from mmengine.config import Config
 from mmengine.registry import init_default_scope
 
@@ -22,3 +24,46 @@ def test_hclip_free_parameters_count_skew_symmetric_blocks_once():
     model = build(dict(type="hclip", q=16, orth="text", dcrc="paper"))
     assert constrained_params(model) == 2 * 4 * 4 * (16 * 16 - 16 * 15 // 2)
     assert constrained_params(build(dict(type="lora", r=4))) == 0
+
+
+def test_panel_predictions_use_each_sets_own_vocabulary(tmp_path):
+    """No Runner hook runs while a trial saves its panel predictions: the model must be given each
+    set's vocabulary, or a large set would be predicted over the last-evaluated small one."""
+    import json
+    import shutil
+
+    import numpy as np
+    import torch
+    from mmengine.structures import PixelData
+    from PIL import Image
+
+    from ovbench.data.toy import write_toy_dataset
+    from ovbench.sweep.trial import save_predictions
+
+    small = write_toy_dataset(tmp_path / "small")
+    large = tmp_path / "large"
+    shutil.copytree(small, large)
+    vocab = json.loads((large / "vocabulary.json").read_text())
+    vocab["classes"] = vocab["classes"] + ["green star", "red moon"]
+    vocab.pop("palette", None)
+    (large / "vocabulary.json").write_text(json.dumps(vocab))
+
+    class VocabularyEcho(torch.nn.Module):
+        """Predicts, everywhere, the size of its current vocabulary (and echoes the ground truth)."""
+
+        def set_vocabulary(self, classes, prompts=None, thing_classes=None):
+            self.n = len(classes)
+
+        def test_step(self, batch):
+            sample = batch["data_samples"][0]
+            sample.pred_sem_seg = PixelData(data=torch.full_like(sample.gt_sem_seg.data, self.n))
+            return [sample]
+
+    init_default_scope("mmseg")
+    cfg = Config.fromfile("configs/smoke/tiny_fcn.py")
+    out = save_predictions(VocabularyEcho(), cfg, {"large": str(large), "small": str(small)}, tmp_path / "w", n=2)
+    for name, classes in (("large", 5), ("small", 3)):
+        assert len(out[name]) == 2
+        for entry in out[name]:
+            assert np.unique(np.asarray(Image.open(entry["pred"]))).tolist() == [classes]
+            assert Path(entry["gt"]).is_file()

@@ -49,7 +49,8 @@ def panel(df: pd.DataFrame, out_dir: Path) -> List[Path]:
             continue
         fig, axes = plt.subplots(rows, cols, figsize=(1.6 * cols, 1.6 * rows), squeeze=False)
         for r, entry in enumerate(entries):
-            images = [("image", _load(entry["img_path"])), ("ground truth", _load(entry["seg_map_path"], colours))]
+            gt = entry.get("gt") or entry["seg_map_path"]  # "gt": the semantic map a panoptic set derives
+            images = [("image", _load(entry["img_path"])), ("ground truth", _load(gt, colours))]
             for _, trial in done.iterrows():
                 preds = trial["predictions"].get(name) or []
                 img = _load(preds[r]["pred"], colours) if r < len(preds) and Path(preds[r]["pred"]).is_file() else None

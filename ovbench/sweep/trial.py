@@ -109,38 +109,49 @@ def evaluate(runner: Any, cfg: Any, datasets: Dict[str, str]) -> Dict[str, Dict[
 PANEL_IMAGES = 3
 
 
-def save_predictions(runner: Any, cfg: Any, datasets: Dict[str, str], work_dir: Path,
+def save_predictions(model: Any, cfg: Any, datasets: Dict[str, str], work_dir: Path,
                      n: int = PANEL_IMAGES) -> Dict[str, list]:
-    """Predictions on the first ``n`` images of each set (label PNGs) for the report's qualitative panels."""
+    """Predictions on the first ``n`` images of each set (label PNGs) for the report's qualitative panels.
+
+    Each set is predicted with its own vocabulary (no Runner hooks run here, so the model is given
+    the set's classes, prompts and thing classes as ``VocabularyHook`` would).
+    """
     import copy
 
     import numpy as np
+    import torch
     from mmengine.dataset import pseudo_collate
     from mmseg.registry import DATASETS
     from PIL import Image
 
     out: Dict[str, list] = {}
-    model = unwrap(runner.model)
     model.eval()
     for name, root in datasets.items():
         ds_cfg = copy.deepcopy(cfg.test_dataloader.dataset)
         ds_cfg["data_root"] = root
         dataset = DATASETS.build(ds_cfg)
+        meta = dataset.metainfo
+        if hasattr(model, "set_vocabulary"):
+            things = meta.get("thing_classes")
+            model.set_vocabulary(tuple(meta["classes"]), dict(meta.get("class_prompts") or {}),
+                                 thing_classes=None if things is None else tuple(things))
         folder = work_dir / "preds" / name
         folder.mkdir(parents=True, exist_ok=True)
         entries = []
         for i in range(min(n, len(dataset))):
-            sample = dataset[i]
-            import torch
-
             with torch.no_grad():
-                pred = model.test_step(pseudo_collate([sample]))[0]
+                pred = model.test_step(pseudo_collate([dataset[i]]))[0]
             label = pred.pred_sem_seg.data.squeeze(0).cpu().numpy().astype(np.uint8)
-            meta = pred.metainfo
+            meta_i = pred.metainfo
             dest = folder / f"{i:03d}.png"
             Image.fromarray(label).save(dest)
-            entries.append({"img_path": meta.get("img_path"), "seg_map_path": meta.get("seg_map_path"),
-                            "pred": str(dest)})
+            entry = {"img_path": meta_i.get("img_path"), "seg_map_path": meta_i.get("seg_map_path"),
+                     "pred": str(dest)}
+            if "gt_sem_seg" in pred:  # the semantic ground truth as the model saw it (panoptic sets derive it)
+                gt_dest = folder / f"{i:03d}_gt.png"
+                Image.fromarray(pred.gt_sem_seg.data.squeeze(0).cpu().numpy().astype(np.uint8)).save(gt_dest)
+                entry["gt"] = str(gt_dest)
+            entries.append(entry)
         out[name] = entries
     return out
 
@@ -241,7 +252,7 @@ def run_trial(req: Dict[str, Any]) -> Dict[str, Any]:
     config_hash = hashlib.sha256(cfg_path.read_bytes()).hexdigest()[:16]
     cost = cost_of(runner, cfg, train_s, time.time() - start)
     try:
-        predictions = save_predictions(runner, cfg, req["datasets"], work_dir)
+        predictions = save_predictions(unwrap(runner.model), cfg, req["datasets"], work_dir)
     except Exception as e:  # panels are extras: never fail a trial for them
         predictions = {"error": f"{type(e).__name__}: {e}"}
     return {
