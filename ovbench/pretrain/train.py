@@ -125,7 +125,7 @@ def pretrain(
         opt.step()
         sched.step()
         losses.append(float(loss.detach()))
-        bar.set_postfix(loss=f"{np.mean(losses[-20:]):.3f}", T=f"{float(scale):.1f}")
+        bar.set_postfix(loss=f"{np.mean(losses[-20:]):.3f}", T=f"{float(scale.detach()):.1f}")
         bar.update(1)
         if (step + 1) % save_every == 0 or step + 1 == steps:
             record = _save(model, out, seed, step + 1, steps, batch_size, lr, neg_prob, losses, time.time() - t0,
