@@ -69,6 +69,25 @@ def test_shipped_checkpoint_matches_its_sha_and_budget():
     assert sha256_of(CHECKPOINT) == expected_sha256(CHECKPOINT_SHA256)
 
 
+
+def test_cli_defaults_are_the_shipped_recipe():
+    """`ovbench pretrain-clip` with no options must reproduce the shipped checkpoint's run."""
+    import argparse
+
+    from ovbench.pretrain.model import RECORD
+    from ovbench.pretrain.train import add_arguments
+
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    args = parser.parse_args([])
+    record = json.loads(RECORD.read_text())
+    assert "continued_from" not in record, "the shipped checkpoint must come from one run"
+    assert args.out == CHECKPOINT and args.init is None
+    assert (args.seed, args.steps, args.batch_size, args.lr, args.warmup, args.neg_prob) == (
+        record["seed"], record["steps_done"], record["batch_size"], record["lr"], record["warmup"],
+        record["hard_negative_prob"])
+    assert f"torch threads={args.threads}" in record["device"]
+
 def test_dense_features_modes(tiny_checkpoint):
     from ovbench.pretrain.train import to_tensor
     from ovbench.pretrain.zeroshot import dense_features

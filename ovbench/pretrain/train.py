@@ -70,17 +70,22 @@ def sample_batch(rng: np.random.Generator, batch_size: int, size: int = 64, neg_
 def pretrain(
     out: Path,
     seed: int = 0,
-    steps: int = 900,
+    steps: int = 2000,
     batch_size: int = 96,
     lr: float = 1e-3,
     warmup: int = 50,
-    threads: Optional[int] = None,
+    threads: Optional[int] = 2,
     save_every: int = 100,
-    neg_prob: float = 0.5,
+    neg_prob: float = 0.75,
     command: str = "",
     init: Optional[Path] = None,
 ) -> dict:
-    """Train from scratch; writes ``out`` (fp16 state dict), ``out.sha256`` and ``out`` with ``.json`` (the record)."""
+    """Train from scratch; writes ``out`` (fp16 state dict), ``out.sha256`` and ``out`` with ``.json`` (the record).
+
+    The defaults are the recipe of the shipped checkpoint (its record is
+    ``ovbench/assets/ovbench_tiny_vit.json``), so ``ovbench pretrain-clip`` alone
+    reproduces it. CPU results depend on the torch thread count, hence ``threads=2``.
+    """
     import open_clip
     import torch
     import torch.nn.functional as F
@@ -128,14 +133,14 @@ def pretrain(
         bar.set_postfix(loss=f"{np.mean(losses[-20:]):.3f}", T=f"{float(scale.detach()):.1f}")
         bar.update(1)
         if (step + 1) % save_every == 0 or step + 1 == steps:
-            record = _save(model, out, seed, step + 1, steps, batch_size, lr, neg_prob, losses, time.time() - t0,
-                           device, command, parent)
+            record = _save(model, out, seed, step + 1, steps, batch_size, lr, warmup, neg_prob, losses,
+                           time.time() - t0, device, command, parent)
     bar.close()
     return record
 
 
-def _save(model, out: Path, seed: int, done: int, steps: int, batch_size: int, lr: float, neg_prob: float,
-          losses: List[float], wall: float, device: str, command: str, parent: Optional[dict] = None) -> dict:
+def _save(model, out: Path, seed: int, done: int, steps: int, batch_size: int, lr: float, warmup: int,
+          neg_prob: float, losses: List[float], wall: float, device: str, command: str, parent: Optional[dict] = None) -> dict:
     import torch
 
     state = {k: v.detach().to("cpu", torch.float16) for k, v in model.state_dict().items()}
@@ -152,6 +157,7 @@ def _save(model, out: Path, seed: int, done: int, steps: int, batch_size: int, l
         "steps_planned": steps,
         "batch_size": batch_size,
         "lr": lr,
+        "warmup": warmup,
         "hard_negative_prob": neg_prob,
         "final_loss_mean_last_20": round(float(np.mean(losses[-20:])), 4),
         "first_loss": round(losses[0], 4),
@@ -171,17 +177,22 @@ def _save(model, out: Path, seed: int, done: int, steps: int, batch_size: int, l
 def add_arguments(parser) -> None:
     from ovbench.pretrain.model import CHECKPOINT
 
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--steps", type=int, default=900)
-    parser.add_argument("--batch-size", type=int, default=96)
-    parser.add_argument("--lr", type=float, default=1e-3)
-    parser.add_argument("--threads", type=int, default=1,
-                        help="torch CPU threads; 1 is fastest on a busy 2-core machine (2 threads spin on barriers)")
-    parser.add_argument("--save-every", type=int, default=100)
-    parser.add_argument("--neg-prob", type=float, default=0.5, help="share of images given a hard-negative caption")
+    import inspect
+
+    default = {k: v.default for k, v in inspect.signature(pretrain).parameters.items()}
+    parser.add_argument("--seed", type=int, default=default["seed"])
+    parser.add_argument("--steps", type=int, default=default["steps"])
+    parser.add_argument("--batch-size", type=int, default=default["batch_size"])
+    parser.add_argument("--lr", type=float, default=default["lr"])
+    parser.add_argument("--threads", type=int, default=default["threads"],
+                        help="torch CPU threads (default: those of the shipped run; another count gives other "
+                             "weights; on a 2-core machine shared with other jobs 1 is faster)")
+    parser.add_argument("--save-every", type=int, default=default["save_every"])
+    parser.add_argument("--neg-prob", type=float, default=default["neg_prob"],
+                        help="share of images given a hard-negative caption")
     parser.add_argument("--init", type=Path, default=None,
                         help="continue from this checkpoint (a second stage; its record is embedded)")
-    parser.add_argument("--warmup", type=int, default=50)
+    parser.add_argument("--warmup", type=int, default=default["warmup"])
     parser.add_argument("--out", type=Path, default=CHECKPOINT,
                         help=f"fp16 checkpoint to write (default: the shipped asset {CHECKPOINT.name})")
 
