@@ -67,3 +67,26 @@ def test_panel_predictions_use_each_sets_own_vocabulary(tmp_path):
         for entry in out[name]:
             assert np.unique(np.asarray(Image.open(entry["pred"]))).tolist() == [classes]
             assert Path(entry["gt"]).is_file()
+
+
+def test_git_commit_marks_code_changes_dirty_but_not_written_reports(tmp_path):
+    import subprocess
+
+    from ovbench.sweep.trial import git_commit
+
+    def git(*args):
+        subprocess.run(["git", "-c", "user.email=t@t", "-c", "user.name=t", *args], cwd=tmp_path, check=True,
+                       capture_output=True)
+
+    (tmp_path / "reports").mkdir()
+    (tmp_path / "reports" / "table.md").write_text("old\n")
+    (tmp_path / "model.py").write_text("x = 1\n")
+    git("init", "-q")
+    git("add", ".")
+    git("commit", "-q", "-m", "init")
+    sha = git_commit(tmp_path)
+    assert len(sha) == 40
+    (tmp_path / "reports" / "table.md").write_text("new figures\n")
+    assert git_commit(tmp_path) == sha
+    (tmp_path / "model.py").write_text("x = 2\n")
+    assert git_commit(tmp_path) == sha + "+dirty"

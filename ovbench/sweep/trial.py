@@ -27,13 +27,19 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 LOG_TAIL_LINES = 40
 
 
-def git_commit() -> str:
-    """The project's commit (with ``+dirty`` when the tree has local changes), or 'unknown'."""
+# Paths ovbench itself writes into the tree: a freshly written report is not a code change,
+# so it must not mark the next study's trials ``+dirty``.
+GENERATED_PATHS = ("reports",)
+
+
+def git_commit(root: Path = REPO_ROOT) -> str:
+    """The project's commit (with ``+dirty`` when tracked files outside ``reports/`` have local changes), or 'unknown'."""
+    exclude = [f":(exclude){p}" for p in GENERATED_PATHS]
     try:
-        sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO_ROOT, capture_output=True, text=True,
+        sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True,
                              timeout=10).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=REPO_ROOT,
-                               capture_output=True, text=True, timeout=10).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", ".", *exclude],
+                               cwd=root, capture_output=True, text=True, timeout=10).stdout.strip()
         return (sha + ("+dirty" if dirty else "")) or "unknown"
     except (OSError, subprocess.SubprocessError):
         return "unknown"
