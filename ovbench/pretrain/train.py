@@ -11,6 +11,7 @@ Runner): it produces the frozen backbone the benchmark starts from, once.
 """
 from __future__ import annotations
 
+import inspect
 import json
 import math
 import platform
@@ -98,6 +99,8 @@ def pretrain(
     device = "cuda" if torch.cuda.is_available() else "cpu"
     register()
     model = open_clip.create_model(MODEL_NAME, device=device, pretrained=str(init) if init else None)
+    recipe = {"command": command, "seed": seed, "steps_planned": steps, "batch_size": batch_size, "lr": lr,
+              "warmup": warmup, "hard_negative_prob": neg_prob}
     parent = None
     if init:  # a continuation stage: record what it continued
         rec = Path(init).with_suffix(".json")
@@ -133,14 +136,13 @@ def pretrain(
         bar.set_postfix(loss=f"{np.mean(losses[-20:]):.3f}", T=f"{float(scale.detach()):.1f}")
         bar.update(1)
         if (step + 1) % save_every == 0 or step + 1 == steps:
-            record = _save(model, out, seed, step + 1, steps, batch_size, lr, warmup, neg_prob, losses,
-                           time.time() - t0, device, command, parent)
+            record = _save(model, out, recipe, step + 1, losses, time.time() - t0, device, parent)
     bar.close()
     return record
 
 
-def _save(model, out: Path, seed: int, done: int, steps: int, batch_size: int, lr: float, warmup: int,
-          neg_prob: float, losses: List[float], wall: float, device: str, command: str, parent: Optional[dict] = None) -> dict:
+def _save(model, out: Path, recipe: dict, done: int, losses: List[float], wall: float, device: str,
+          parent: Optional[dict] = None) -> dict:
     import torch
 
     state = {k: v.detach().to("cpu", torch.float16) for k, v in model.state_dict().items()}
@@ -151,14 +153,8 @@ def _save(model, out: Path, seed: int, done: int, steps: int, batch_size: int, l
     Path(str(out) + ".sha256").write_text(f"{digest}  {out.name}\n")
     record = {
         "model": MODEL_NAME,
-        "command": command,
-        "seed": seed,
+        **recipe,
         "steps_done": done,
-        "steps_planned": steps,
-        "batch_size": batch_size,
-        "lr": lr,
-        "warmup": warmup,
-        "hard_negative_prob": neg_prob,
         "final_loss_mean_last_20": round(float(np.mean(losses[-20:])), 4),
         "first_loss": round(losses[0], 4),
         "wall_time_s": round(wall, 1),
@@ -176,8 +172,6 @@ def _save(model, out: Path, seed: int, done: int, steps: int, batch_size: int, l
 
 def add_arguments(parser) -> None:
     from ovbench.pretrain.model import CHECKPOINT
-
-    import inspect
 
     default = {k: v.default for k, v in inspect.signature(pretrain).parameters.items()}
     parser.add_argument("--seed", type=int, default=default["seed"])
