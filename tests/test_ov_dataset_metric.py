@@ -50,7 +50,7 @@ def test_dataset_reads_classes_and_split(toy_dataset):
     assert ds.metainfo["classes"] == ("background", "red square", "blue disc")
     assert ds.metainfo["unseen_classes"] == ("blue disc",)
     assert ds.metainfo["seen_classes"] == ("background", "red square")
-    assert len(ds) == 4 and len(ds.metainfo["palette"]) == 3
+    assert len(ds) == 16 and len(ds.metainfo["palette"]) == 3
 
 
 def test_dataset_names_image_without_label(toy_dataset, tmp_path):

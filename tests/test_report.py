@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from ovbench.report import regress, tables
+from ovbench.report import tables
 from ovbench.report.cli import build_report
 from ovbench.report.frame import study_frame, swept_params
 from ovbench.report.plots import pareto_front
@@ -91,48 +91,6 @@ def test_report_writes_tables_plots_and_lists_failures(filled, tmp_path):
 def test_pareto_front():
     x, y = [1, 2, 3, 4], [10, 5, 20, 15]
     assert pareto_front(x, y) == [0, 2]
-
-
-def _args(path, url_dir, baseline, update=False):
-    return argparse.Namespace(ablation=str(path), baseline=str(baseline), work_dir=str(url_dir),
-                              update_baseline=update, no_run=True, workers=None)
-
-
-def test_regress_passes_on_own_baseline_and_fails_on_perturbed(filled, tmp_path, capsys, monkeypatch):
-    path, study, url = filled
-    spec = load_spec(path)
-    # regress looks for the hash-named study in its work dir: alias the filled one
-    monkeypatch.setattr(st, "study_name_for", lambda s, new: s.study)
-    work = st.default_work_root(spec)
-    baseline = tmp_path / "baseline.json"
-    assert regress.run(_args(path, work, baseline, update=True)) == 0
-    data = json.loads(baseline.read_text())
-    assert data["settings"]["channels=8, lr=0.1"]["toy/mIoU"] == pytest.approx(18.0)
-    assert regress.run(_args(path, work, baseline)) == 0
-
-    worse = json.loads(baseline.read_text())
-    worse["settings"]["channels=8, lr=0.1"]["toy/mIoU"] += 5.0  # baseline better than now: a drop of 5
-    baseline.write_text(json.dumps(worse))
-    capsys.readouterr()
-    assert regress.run(_args(path, work, baseline)) == 1
-    out = capsys.readouterr().out
-    assert "REGRESSION" in out and "toy/mIoU" in out
-
-    params = json.loads(json.dumps(data))
-    params["settings"]["channels=16, lr=0.1"]["trainable_params"] *= 1.5
-    baseline.write_text(json.dumps(params))
-    assert regress.run(_args(path, work, baseline)) == 1
-
-    missing = json.loads(json.dumps(data))
-    missing["settings"]["channels=32, lr=0.1"] = {"toy/mIoU": 1.0}
-    baseline.write_text(json.dumps(missing))
-    assert regress.run(_args(path, work, baseline)) == 1
-
-    slower_ok = json.loads(json.dumps(data))
-    slower_ok["settings"]["channels=8, lr=0.1"]["s_per_iter"] = 0.09  # now 0.1: +11%, inside +200%
-    slower_ok["settings"]["channels=8, lr=0.1"]["toy/mIoU"] -= 5.0  # now better than baseline: not a failure
-    baseline.write_text(json.dumps(slower_ok))
-    assert regress.run(_args(path, work, baseline)) == 0
 
 
 def test_qualitative_panel_from_saved_predictions(tmp_path):

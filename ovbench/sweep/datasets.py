@@ -2,9 +2,9 @@
 
 An ablation names datasets (``datasets: [toy]``), never paths, so one file runs
 on any machine: the name resolves here to a data root, generated on first use
-when the dataset is synthetic. ``toy`` is the only one that exists today (a
-3-class shapes set of :mod:`ovbench.data.toy`); the embedded synthetic benchmark
-(``ovbench.data.synth``) and real layouts register here once a config evaluates them.
+when the dataset is synthetic: ``toy`` (the 3-class shapes set of
+:mod:`ovbench.data.toy`, under ``$OVBENCH_DATA_DIR``) and the embedded synthetic
+benchmark (``ovbench.data.synth``, in ovbench's cache).
 """
 from __future__ import annotations
 
@@ -14,6 +14,9 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Dict, Optional
+
+from ovbench.data.toy import TOY_VERSION, write_toy_dataset
+
 
 @dataclass(frozen=True)
 class DatasetEntry:
@@ -26,13 +29,11 @@ class DatasetEntry:
     vocabulary: str = "vocabulary.json"
     train_prefix: tuple = ("img_dir/train", "ann_dir/train")
     val_prefix: tuple = ("img_dir/val", "ann_dir/val")
+    version: int = 1  # a generated set whose generator changes gets a new folder, never a stale copy
 
-
-def write_toy(root: Path) -> None:
-    """The toy set of :mod:`ovbench.data.toy` (3 classes, 'blue disc' unseen, deterministic)."""
-    from ovbench.data.toy import write_toy_dataset
-
-    write_toy_dataset(root)
+    @property
+    def dirname(self) -> str:
+        return self.name if self.version == 1 else f"{self.name}-v{self.version}"
 
 
 def _synth(name: str) -> Callable[[], Path]:
@@ -46,7 +47,8 @@ def _synth(name: str) -> Callable[[], Path]:
 
 
 REGISTRY: Dict[str, DatasetEntry] = {
-    "toy": DatasetEntry("toy", "3-class shapes (8 train / 4 val, 64 px), generated", write_toy),
+    "toy": DatasetEntry("toy", "3-class shapes (16 train / 16 val, 64 px), generated", write_toy_dataset,
+                        version=TOY_VERSION),
     **{n: DatasetEntry(n, f"embedded synthetic benchmark: {n} (ovbench.data.synth)", None, locate=_synth(n))
        for n in ("synth_train", "synth_large", "synth_medium_shift", "synth_small")},
 }
@@ -65,7 +67,7 @@ def resolve(name: str, base: Optional[Path] = None) -> Path:
     entry = REGISTRY[name]
     if entry.locate is not None and base is None:
         return entry.locate()
-    root = (base or data_dir()) / name
+    root = (base or data_dir()) / entry.dirname
     if (root / entry.vocabulary).is_file():
         return root
     if entry.make is None:
