@@ -86,6 +86,7 @@ class Spread:
     std: float
     df: int
     t: float  # the one-sided t quantile the tolerance uses
+    n_tests: int  # metric comparisons the level is shared among (Bonferroni)
 
     def tolerance(self, n_base: int, n_cur: int, floor: float) -> float:
         return max(floor, self.t * self.std * math.sqrt(1.0 / n_base + 1.0 / n_cur))
@@ -106,11 +107,8 @@ def pooled_spreads(settings: Dict[str, Dict[str, Any]], alpha: float) -> Dict[st
             acc[0] += sum((x - mean) ** 2 for x in v)
             acc[1] += len(v) - 1
     n_tests = sum(1 for vals in settings.values() for key in vals if key in sums)
-    out = {}
-    for key, (ss, df) in sums.items():
-        quantile = float(student_t.ppf(1.0 - alpha / max(1, n_tests), df))
-        out[key] = Spread(std=math.sqrt(ss / df), df=df, t=quantile)
-    return out
+    return {key: Spread(std=math.sqrt(ss / df), df=df, t=float(student_t.ppf(1.0 - alpha / n_tests, df)),
+                        n_tests=n_tests) for key, (ss, df) in sums.items()}
 
 
 def compare(baseline: Dict[str, Any], current: SeedValues) -> List[Dict[str, Any]]:
@@ -163,17 +161,14 @@ def rule_text(baseline: Dict[str, Any]) -> str:
     tol = {**DEFAULT_TOLERANCES, **(baseline.get("tolerances") or {})}
     alpha, floor = float(tol["metrics"]["alpha"]), float(tol["metrics"]["floor"])
     spreads = pooled_spreads(baseline["settings"], alpha)
+    n_tests = next(iter(spreads.values())).n_tests if spreads else 0
     lines = [f"rule: a metric regresses when its mean over seeds drops by more than "
              f"tol = max({floor:g}, t * s * sqrt(1/n_base + 1/n_cur)); s = the baseline's seed std pooled "
-             f"over its settings; t = one-sided Student t at {alpha:g} / {_n_tests(baseline, spreads)} comparisons "
+             f"over its settings; t = one-sided Student t at {alpha:g} / {n_tests} comparisons "
              f"(Bonferroni). Exact: parameters and FLOPs within ±{float(tol['exact']['rel']):.1%}. Times: info."]
     for key, sp in sorted(spreads.items()):
         lines.append(f"  {key:<22} s = {sp.std:.2f} (df {sp.df}), t = {sp.t:.2f}")
     return "\n".join(lines)
-
-
-def _n_tests(baseline: Dict[str, Any], spreads: Dict[str, Spread]) -> int:
-    return sum(1 for vals in baseline["settings"].values() for key in vals if key in spreads)
 
 
 def diff_table(rows: List[Dict[str, Any]], only_changed: bool = False) -> str:
