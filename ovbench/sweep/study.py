@@ -242,16 +242,17 @@ class StorageLock:
         try:
             sid = self.storage.get_study_id_from_name(self.name)
             attrs = self.storage.get_study_user_attrs(sid)
-        except KeyError:
+            lock = is_lock(self.storage, sid)
+        except KeyError:  # released meanwhile
             return
-        if not is_lock(self.storage, sid):
+        if not lock:
             raise StorageError(f"the storage holds a study named {self.name!r} that is not an ovbench lock, so "
                                "ovbench cannot take its lock and will not delete it; rename or delete that study "
                                "yourself (optuna delete-study), or use another storage")
         first = self._first_seen.setdefault(sid, time.time())
         since = attrs.get("acquired_at") or first
         owner_dead = bool(attrs.get("owner")) and Owner(**attrs["owner"]).alive() is False
-        if (owner_dead or time.time() - since > self.timeout_s) and is_lock(self.storage, sid):
+        if owner_dead or time.time() - since > self.timeout_s:
             try:
                 self.storage.delete_study(sid)
             except KeyError:
@@ -267,12 +268,10 @@ class StorageLock:
 
 
 def is_lock(storage: optuna.storages.BaseStorage, study_id: int) -> bool:
-    """A lock study: created by :class:`StorageLock` (its directions) and without a single trial."""
-    try:
-        return (storage.get_study_directions(study_id) == LOCK_DIRECTIONS
-                and not storage.get_all_trials(study_id, deepcopy=False))
-    except KeyError:
-        return False
+    """A lock study: created by :class:`StorageLock` (its directions) and without a single trial.
+    Raises KeyError when the study is gone (a released lock: the caller must not mistake it for a non-lock)."""
+    return (storage.get_study_directions(study_id) == LOCK_DIRECTIONS
+            and not storage.get_all_trials(study_id, deepcopy=False))
 
 
 def _owner_dict() -> Dict[str, Any]:
