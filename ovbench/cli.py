@@ -4,6 +4,10 @@ Each subcommand lives in its own module exposing ``add_arguments(parser)`` and
 ``run(args) -> int``; it is imported only when chosen, so ``ovbench --help``
 stays fast. A subcommand whose module is ``None`` is not implemented yet and
 says so (with the issue that tracks it) instead of pretending.
+
+Errors: a wrong input (:class:`ovbench.errors.InputError`) is one ``error: ...``
+line and exit code 2; any other exception is one line and exit code 1. The
+Python traceback is shown only with ``--debug`` (anywhere on the line).
 """
 from __future__ import annotations
 
@@ -11,6 +15,8 @@ import argparse
 import importlib
 import sys
 from typing import Dict, List, Optional, Tuple
+
+from ovbench.errors import InputError
 
 #: name -> (module or None, help, tracking issue when not implemented)
 COMMANDS: Dict[str, Tuple[Optional[str], str, str]] = {
@@ -33,6 +39,7 @@ def build_parser(chosen: Optional[str] = None) -> argparse.ArgumentParser:
         prog="ovbench",
         description="Benchmarking and ablation harness for open-vocabulary semantic segmentation.",
     )
+    parser.add_argument("--debug", action="store_true", help="show the Python traceback of an error")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
     for name, (module, help_text, issue) in COMMANDS.items():
@@ -51,12 +58,27 @@ def build_parser(chosen: Optional[str] = None) -> argparse.ArgumentParser:
 
 def main(argv: Optional[List[str]] = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in argv
+    argv = [a for a in argv if a != "--debug"]
     chosen = argv[0] if argv and argv[0] in COMMANDS else None
     if chosen is not None and COMMANDS[chosen][0] is None:  # answer before argparse sees its options
         print(f"ovbench {chosen}: not yet implemented (tracked in {COMMANDS[chosen][2]}).", file=sys.stderr)
         return 2
     args = build_parser(chosen).parse_args(argv)
-    return int(importlib.import_module(COMMANDS[args.command][0]).run(args) or 0)
+    try:
+        return int(importlib.import_module(COMMANDS[args.command][0]).run(args) or 0)
+    except InputError as e:
+        if debug:
+            raise
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except Exception as e:  # not an input ovbench checks: still one line, the traceback on request
+        if debug:
+            raise
+        first = (str(e).strip().splitlines() or [""])[0]
+        print(f"error: {type(e).__name__}: {first}\n(unexpected; `ovbench --debug {' '.join(argv)}` shows the "
+              "traceback)", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

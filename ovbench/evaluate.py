@@ -12,10 +12,17 @@ from __future__ import annotations
 import argparse
 import json
 import os.path as osp
+import warnings
 from typing import Dict, List, Optional
 
 import ovbench  # noqa: F401  (shims + registration first)
 from mmengine.config import DictAction
+
+from ovbench.errors import InputError
+
+
+class CheckpointError(InputError):
+    """A checkpoint that is missing, or a file that is not a checkpoint ovbench can load safely."""
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -41,8 +48,10 @@ def evaluate_config(
     from ovbench.evaluation import eval_datasets_of, evaluate_datasets
     from ovbench.train import load_config
 
-    if checkpoint is not None and not osp.isfile(checkpoint):
-        raise FileNotFoundError(f"checkpoint not found: {checkpoint}")
+    if not osp.isfile(config):
+        raise InputError(f"config file not found: {config}")
+    if checkpoint is not None:
+        check_checkpoint(checkpoint)
     if work_dir is None:
         work_dir = osp.join("./work_dirs", osp.splitext(osp.basename(config))[0], "test")
     cfg = load_config(config, work_dir=work_dir, cfg_options=cfg_options, seed=seed)
@@ -58,6 +67,24 @@ def evaluate_config(
     runner.call_hook("after_run")
     _write(results, work_dir)
     return results
+
+
+def check_checkpoint(path: str) -> None:
+    """Load the checkpoint as the runner will (torch's safe loader with mmengine's types allowed, see
+    ``ovbench.compat``) before the runner creates its work dir, so a wrong file fails with a clear error and
+    nothing written. It costs a second read of the file. There is no unsafe fallback: unpickling an arbitrary
+    file can run code, so the error never suggests one."""
+    if not osp.isfile(path):
+        raise CheckpointError(f"checkpoint not found: {path}; expected a .pth file written by `ovbench train`")
+    from mmengine.runner.checkpoint import CheckpointLoader
+
+    try:
+        with warnings.catch_warnings():  # torch's unpickler warnings are noise next to the error below
+            warnings.simplefilter("ignore")
+            CheckpointLoader.load_checkpoint(path, map_location="cpu", logger="silent")
+    except Exception as e:  # a text file, a truncated file, a pickle of arbitrary objects, ...
+        raise CheckpointError(f"{path} is not a checkpoint that can be loaded safely ({type(e).__name__}); "
+                              "expected a .pth file written by `ovbench train` (mmengine)") from None
 
 
 def _write(results: Dict[str, Dict[str, float]], work_dir: str) -> None:

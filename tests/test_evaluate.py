@@ -65,7 +65,26 @@ def test_one_row_per_evaluation_set_with_alignment(toy_dataset, tmp_path):
 
 
 def test_missing_checkpoint_is_named(tmp_path):
-    from ovbench.evaluate import evaluate_config
+    from ovbench.evaluate import CheckpointError, evaluate_config
 
-    with pytest.raises(FileNotFoundError, match="nope.pth"):
+    with pytest.raises(CheckpointError, match="checkpoint not found: .*nope.pth"):
         evaluate_config(str(REPO_ROOT / "configs" / "smoke" / "tiny_catseg.py"), str(tmp_path / "nope.pth"))
+
+
+@pytest.mark.parametrize("content", [b"not a checkpoint\n", b"", b"\x80\x04\x95garbage",
+                                     __import__("pickle").dumps(__import__("collections").Counter("ab"))])
+def test_non_checkpoint_is_refused_without_unsafe_advice_or_files(tmp_path, monkeypatch, capsys, content):
+    """``ovbench test CONFIG FILE`` with a file that is not a checkpoint: one line, exit 2, no work dir,
+    and never the advice to load it unsafely (a pickle may run code)."""
+    from ovbench.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    bad = tmp_path / "bad.pth"
+    bad.write_bytes(content)
+    assert main(["test", str(REPO_ROOT / "configs" / "smoke" / "tiny_fcn.py"), str(bad)]) == 2
+    err = capsys.readouterr().err
+    assert "is not a checkpoint that can be loaded safely" in err and "weights_only" not in err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.pth"]  # nothing created
+    assert main(["test", str(REPO_ROOT / "configs" / "smoke" / "tiny_fcn.py"), str(tmp_path / "gone.pth")]) == 2
+    assert "checkpoint not found" in capsys.readouterr().err

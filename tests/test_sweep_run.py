@@ -274,7 +274,7 @@ def test_lock_left_by_a_killed_process_is_broken_at_once(data_env):
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
     ghost = st.Owner(st.socket.gethostname(), dead.pid, psutil.Process().create_time(), "ghost")
-    sid = storage.create_new_study([optuna.study.StudyDirection.MINIMIZE], "s.ovbench-lock")
+    sid = storage.create_new_study(st.LOCK_DIRECTIONS, "s.ovbench-lock")
     storage.set_study_user_attr(sid, "acquired_at", time.time())
     storage.set_study_user_attr(sid, "owner", ghost.__dict__)
     start = time.time()

@@ -125,3 +125,160 @@ def test_synthetic_benchmark_sets_are_known_names(tmp_path):
     text = GOOD.replace("datasets: [toy]", "datasets: [synth_large, synth_small]").replace("toy/mIoU", "synth_small/hIoU")
     spec = load_spec(write(tmp_path, text))
     assert spec.datasets == ["synth_large", "synth_small"] and spec.objective_metric == "synth_small/hIoU"
+
+
+# ----------------------------------------------------------------------------- issue 16: more malformed kinds
+
+TPE = GOOD.replace("study: t\n", "study: t\nsampler: tpe\nn_trials: 3\n").replace(
+    "[0.01, 0.05]", "{low: 0.001, high: 0.1}")  # line 6: channels, line 7: the lr range
+
+
+@pytest.mark.parametrize(
+    "base,old,new,key,needle,line",
+    [
+        # study names that would escape the work dir / report folder or collide with a lock study
+        (GOOD, "study: t", "study: ../x", "study", "it names folders", 1),
+        (GOOD, "study: t", "study: '.'", "study", "it names folders", 1),
+        (GOOD, "study: t", "study: '..'", "study", "it names folders", 1),
+        (GOOD, "study: t", "study: a/b", "study", "it names folders", 1),
+        (GOOD, "study: t", "study: t.ovbench-lock", "study", "may not end with '.ovbench-lock'", 1),
+        (GOOD, "study: t", "study: " + "x" * 101, "study", "1-100 letters", 1),
+        # duplicate keys: YAML keeps the last one silently
+        (GOOD, "seeds: [0, 1]\n", "seeds: [0, 1]\nseeds: [3]\n", "seeds", "duplicate key", 7),
+        (GOOD, "  model.decode_head.channels: [8, 16]\n",
+         "  model.decode_head.channels: [8, 16]\n  model.decode_head.channels: [4]\n",
+         "space.model.decode_head.channels", "duplicate key", 5),
+        # entries of the wrong shape
+        (GOOD, "datasets: [toy]", "datasets: [{toy: 1}]", "datasets", "expected dataset names", 7),
+        (GOOD, "datasets: [toy]", "datasets: [toy]\ntrain_dataset: [toy]", "train_dataset",
+         "expected one dataset name", 8),
+        (GOOD, "datasets: [toy]", "datasets: [toy, toy]", "datasets", "duplicate dataset", 7),
+        (GOOD, "executor: {type: local, workers: 1}", "executor: {type: local, workers: 1}\nwork_dir: [a]",
+         "work_dir", "expected a string", 12),
+        # ranges: bounds, step, log, type
+        (TPE, "high: 0.1", "high: .inf", "space.optim_wrapper.optimizer.lr", "finite numbers",7),
+        (TPE, "low: 0.001", "low: .nan", "space.optim_wrapper.optimizer.lr", "finite numbers",7),
+        (TPE, "high: 0.1}", "high: 0.1, step: 0}", "space.optim_wrapper.optimizer.lr.step", "positive number",7),
+        (TPE, "high: 0.1}", "high: 0.1, step: -0.01}", "space.optim_wrapper.optimizer.lr.step", "positive number",7),
+        (TPE, "high: 0.1}", "high: 0.1, step: fine}", "space.optim_wrapper.optimizer.lr.step", "positive number",7),
+        (TPE, "high: 0.1}", "high: 0.1, log: true, step: 0.01}", "space.optim_wrapper.optimizer.lr.step",
+         "cannot have a step", 7),
+        (TPE, "high: 0.1}", "high: 0.1, log: 'no'}", "space.optim_wrapper.optimizer.lr.log", "true or false",7),
+        (TPE, "[8, 16]", "{low: 4.5, high: 16, type: int}", "space.model.decode_head.channels",
+         "integer 'low' and 'high'", 6),
+        (TPE, "[8, 16]", "{low: 4, high: 16, step: 2.5}", "space.model.decode_head.channels.step",
+         "positive integer", 6),
+        # NaN / infinity, seeds out of numpy's range
+        (GOOD, "[0.01, 0.05]", "[0.01, .nan]", "space.optim_wrapper.optimizer.lr", "NaN value", 5),
+        (GOOD, "[0.01, 0.05]", "[0.01, -.inf]", "space.optim_wrapper.optimizer.lr", "infinite value", 5),
+        (GOOD, "train_cfg.max_iters: 4", "optim_wrapper.optimizer.lr: .inf", "overrides.optim_wrapper.optimizer.lr",
+         "infinite value", 10),
+        (GOOD, "train_cfg.max_iters: 4", "train_cfg.max_iters: .nan", "overrides.train_cfg.max_iters", "NaN value", 10),
+        (GOOD, "seeds: [0, 1]", "seeds: [-1, 1]", "seeds", "0..2**32-1", 6),
+        (GOOD, "seeds: [0, 1]", "seeds: [4294967296]", "seeds", "0..2**32-1", 6),
+        (TPE, "n_trials: 3", "n_trials: 3\nsampler_seed: -5", "sampler_seed", "0..2**32-1", 4),
+        # executor: a timeout that never fires, a thread storm
+        (GOOD, "workers: 1}", "workers: 1, timeout_min: .nan}", "executor.timeout_min", "positive finite", 11),
+        (GOOD, "workers: 1}", "workers: 1, timeout_min: .inf}", "executor.timeout_min", "positive finite", 11),
+        (GOOD, "workers: 1}", "workers: 10000}", "executor.workers", "up to 256", 11),
+        # an objective the model's evaluators cannot produce (tiny_fcn evaluates mIoU only)
+        (GOOD, "toy/mIoU", "toy/PQ", "objective.metric", "does not yield PQ", 8),
+        # null where a value is needed
+        (GOOD, "base_config: configs/smoke/tiny_fcn.py", "base_config: null", "base_config", "got null", 2),
+        (GOOD, "datasets: [toy]", "datasets: ~", "datasets", "got null", 7),
+        (GOOD, "executor: {type: local, workers: 1}", "executor: null", "executor", "got null", 11),
+        (GOOD, "train_cfg.max_iters: 4", "train_cfg.max_iters: null", "overrides.train_cfg.max_iters", "wrong type", 10),
+        (GOOD, "[8, 16]", "[8, null]", "space.model.decode_head.channels", "wrong type", 4),
+        # storage URLs that cannot be opened
+        (GOOD, "datasets: [toy]", "datasets: [toy]\nstorage: sqlite//x.db", "storage", "not a storage URL", 8),
+        (GOOD, "datasets: [toy]", "datasets: [toy]\nstorage: mongodb://h/db", "storage", "unsupported scheme", 8),
+        (GOOD, "datasets: [toy]", "datasets: [toy]\nstorage: 'sqlite://'", "storage", "in-memory", 8),
+    ],
+)
+def test_more_malformed_kinds(tmp_path, base, old, new, key, needle, line):
+    assert old in base
+    err = errors(tmp_path, base.replace(old, new, 1))
+    hits = [p for p in err.problems if p.key == key]
+    assert hits, f"no problem for {key}: {err}"
+    assert needle in hits[0].message, hits[0]
+    assert hits[0].line == line
+
+
+def test_tpe_base_of_the_range_kinds_is_valid(tmp_path):
+    spec = load_spec(write(tmp_path, TPE))
+    assert spec.space["optim_wrapper.optimizer.lr"].kind == "float" and spec.n_points() == 3
+
+
+def whole_file_error(path: Path) -> str:
+    with pytest.raises(SpecError) as info:
+        load_spec(path)
+    assert str(path) in str(info.value)
+    return str(info.value)
+
+
+def test_binary_and_utf16_files_are_refused(tmp_path):
+    binary = tmp_path / "bin.yaml"
+    binary.write_bytes(b"study: t\n\x89PNG\r\n\x1a\n\xff\xfe\x00")
+    assert "not UTF-8 text" in whole_file_error(binary) and ":2:" in whole_file_error(binary)
+    utf16 = tmp_path / "u16.yaml"
+    utf16.write_bytes(GOOD.encode("utf-16"))
+    assert "not UTF-8 text" in whole_file_error(utf16)
+
+
+def test_alias_bomb_is_bounded_not_expanded(tmp_path):
+    lines = ["a0: &a0 [x, x, x, x, x, x, x, x, x, x]"]
+    lines += [f"a{i}: &a{i} [" + ", ".join([f"*a{i - 1}"] * 10) + "]" for i in range(1, 10)]
+    bomb = tmp_path / "bomb.yaml"
+    bomb.write_text(GOOD + "paper:\n" + "".join(f"  {line}\n" for line in lines))  # 10**10 values once expanded
+    assert bomb.stat().st_size < 2000
+    assert "expands to more than 100000 values" in whole_file_error(bomb)
+
+
+def test_recursive_alias_and_deep_nesting_are_refused(tmp_path):
+    rec = tmp_path / "rec.yaml"
+    rec.write_text(GOOD + "paper: &p {self: *p}\n")
+    assert "contains itself" in whole_file_error(rec)
+    deep = tmp_path / "deep.yaml"
+    deep.write_text(GOOD + "paper: " + "[" * 5000 + "]" * 5000 + "\n")
+    assert "nested too deeply" in whole_file_error(deep)
+
+
+def test_huge_file_directory_and_missing_file(tmp_path):
+    big = tmp_path / "big.yaml"
+    big.write_text(GOOD + "description: '" + "x" * (1 << 20) + "'\n")
+    assert "at most 1048576 bytes" in whole_file_error(big)
+    folder = tmp_path / "dir.yaml"
+    folder.mkdir()
+    assert "not a regular file" in whole_file_error(folder)
+    assert "not found" in whole_file_error(tmp_path / "nope.yaml")
+
+
+def test_base_config_that_exits_is_a_problem_not_an_exit(tmp_path):
+    cfg = tmp_path / "exits.py"
+    cfg.write_text("import sys\nsys.exit(7)\n")
+    err = errors(tmp_path, GOOD.replace("configs/smoke/tiny_fcn.py", str(cfg)))
+    (hit,) = [p for p in err.problems if p.key == "base_config"]
+    assert "SystemExit" in hit.message and hit.line == 2
+
+
+def test_default_study_name_from_a_dot_stem_is_refused(tmp_path):
+    path = tmp_path / "..yaml"
+    path.write_text(GOOD.replace("study: t\n", ""))
+    assert "the default is the file's stem" in whole_file_error(path)
+
+
+def test_nan_in_named_choices(tmp_path):
+    text = GOOD.replace("[0.01, 0.05]", "{named: {small: 0.01, broken: .nan}}")
+    err = errors(tmp_path, text)
+    assert any(p.key == "space.optim_wrapper.optimizer.lr.named" and "NaN" in p.message for p in err.problems)
+
+
+def test_infinity_is_allowed_where_the_base_config_has_one():
+    spec = load_spec("ablations/orth_weight.yaml")  # orth_lambda: .inf means hard orthogonality
+    assert "hard" in spec.space["model.clip.peft.orth_lambda"].options()
+
+
+def test_null_disables_a_component_but_not_a_number(tmp_path):
+    # None may replace a dict (drop a component), as mmengine configs do
+    spec = load_spec(write(tmp_path, GOOD.replace("train_cfg.max_iters: 4", "model.train_cfg: null")))
+    assert spec.overrides == {"model.train_cfg": None}

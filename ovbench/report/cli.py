@@ -10,9 +10,9 @@ import sys
 from pathlib import Path
 from typing import Dict, List, Optional
 
+from ovbench.errors import InputError
 from ovbench.report import panels, plots, tables
 from ovbench.report.frame import open_for_report, study_frame, swept_params
-from ovbench.sweep import study as st
 
 EXT = {"md": "md", "latex": "tex", "csv": "csv", "html": "html"}
 
@@ -59,11 +59,18 @@ def build_report(target: str, formats: List[str], out_root: Path, storage: Optio
 
 def _header(study, df) -> str:
     desc = study.user_attrs.get("description") or ""
-    commits = sorted({str(c) for c in df.get("git_commit", []) if c}) if not df.empty else []
-    devices = sorted({str(c) for c in df.get("device", []) if c}) if not df.empty else []
+    commits = _distinct(df, "git_commit")
+    devices = _distinct(df, "device")
     return (f"# {study.study_name}\n\n{desc}\n\nspec hash `{study.user_attrs.get('spec_hash')}`; "
             f"commit(s) {', '.join(commits) or '-'}; device(s) {', '.join(devices) or '-'}. "
             f"Mean ± std over seeds; best in bold.\n")
+
+
+def _distinct(df, column: str) -> List[str]:
+    """The distinct non-empty values of a column (a failed trial has none: NaN in the frame, never "nan")."""
+    if df.empty or column not in df:
+        return []
+    return sorted({str(v) for v in df[column].dropna() if str(v)})
 
 
 def _failures_md(df, params) -> str:
@@ -75,10 +82,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         texts = build_report(args.target, args.format, Path(args.out), args.storage, args.work_dir,
                              args.metric, plots_on=not args.no_plots)
-    except KeyError as e:
-        print(f"error: study not found in the storage: {e}", file=sys.stderr)
-        return 2
-    except st.StudyMismatch as e:
+    except InputError as e:  # a bad file, a missing storage or study, a changed file
         print(f"error: {e}", file=sys.stderr)
         return 2
     print(texts[args.format[0]])

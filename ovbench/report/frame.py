@@ -8,14 +8,18 @@ import optuna
 import pandas as pd
 
 from ovbench.sweep import study as st
-from ovbench.sweep.spec import AblationSpec, load_spec
+from ovbench.sweep.spec import AblationSpec, load_spec, study_name_problem
 
 META_COLS = ("number", "state", "seed", "error", "config_hash", "git_commit", "device", "work_dir", "point_key")
 
 
 def open_for_report(target: str, storage: Optional[str] = None,
                     work_dir: Optional[str] = None) -> Tuple[optuna.Study, Optional[AblationSpec]]:
-    """A study from an ablation FILE (its default storage) or a STUDY name (``--storage`` or default)."""
+    """A study from an ablation FILE (its default storage) or a STUDY name (``--storage`` or default).
+
+    Reading only: a missing storage or study is a :class:`~ovbench.sweep.study.StorageError` naming where
+    it looked and the command that creates it, and nothing is created on the way.
+    """
     spec = None
     if target.endswith((".yaml", ".yml")) or Path(target).is_file():
         spec = load_spec(target)
@@ -23,10 +27,17 @@ def open_for_report(target: str, storage: Optional[str] = None,
         root = Path(work_dir).resolve() if work_dir else st.default_work_root(spec)
     else:
         name = target
+        if study_name_problem(name):  # a name becomes a path below: refuse '..', separators
+            raise st.StorageError(f"{target!r} is neither an ablation file nor a study name: {study_name_problem(name)}")
         root = Path(work_dir).resolve() if work_dir else (Path("work_dirs") / "sweeps" / name).resolve()
     url = storage or (spec.storage if spec and spec.storage else None) or st.default_storage_url(root)
-    storage_obj = st.open_storage(url)
-    study = optuna.load_study(storage=storage_obj, study_name=name)
+    storage_obj = st.open_storage(url, create=False)
+    try:
+        study = optuna.load_study(storage=storage_obj, study_name=name)
+    except KeyError:
+        how = f"`ovbench run {target}`" if spec else "`ovbench run` on its ablation file"
+        raise st.StorageError(f"no study {name!r} in {url}; {how} creates it (or pass the --storage/--work-dir "
+                              "it ran with)") from None
     stored = study.user_attrs.get("spec_hash")
     if spec is not None and stored is not None and stored != spec.content_hash:
         # the file changed since this study ran: its --new-study twin, if any, is the file's study

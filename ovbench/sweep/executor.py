@@ -122,14 +122,22 @@ def run_subprocess(req: Dict[str, Any], opts: RunOptions, beat: Callable[[], Non
     from ovbench.sweep.trial import log_tail, write_json
 
     work_dir = Path(req["work_dir"])
-    work_dir.mkdir(parents=True, exist_ok=True)
-    (work_dir / "result.json").unlink(missing_ok=True)
-    write_json(work_dir / "request.json", req)
-    env = worker_env(opts, worker_index)
     log = work_dir / "trial.log"
-    with open(log, "wb") as fh:
-        proc = subprocess.Popen(trial_command(opts) + [str(work_dir / "request.json")],
-                                stdout=fh, stderr=subprocess.STDOUT, env=env, preexec_fn=_die_with_parent)
+    try:
+        work_dir.mkdir(parents=True, exist_ok=True)
+        (work_dir / "result.json").unlink(missing_ok=True)
+        write_json(work_dir / "request.json", req)
+        fh = open(log, "wb")
+    except OSError as e:  # a full or read-only disk fails this trial (recorded), not the worker thread
+        return {"status": "failed", "error": f"cannot prepare the trial directory {work_dir}: {e.strerror or e}",
+                "work_dir": str(work_dir)}
+    env = worker_env(opts, worker_index)
+    with fh:
+        try:
+            proc = subprocess.Popen(trial_command(opts) + [str(work_dir / "request.json")],
+                                    stdout=fh, stderr=subprocess.STDOUT, env=env, preexec_fn=_die_with_parent)
+        except OSError as e:
+            return {"status": "failed", "error": f"cannot start the trial process: {e}", "work_dir": str(work_dir)}
         deadline = time.time() + opts.timeout_s
         while proc.poll() is None:
             if time.time() > deadline:
@@ -220,7 +228,7 @@ def worker_loop(spec: AblationSpec, opts: RunOptions, roots: Dict[str, str], pro
         result = run_subprocess(trial_request(spec, claim, roots), opts, lambda: st.heartbeat(storage, tid),
                                 lambda text: progress.trial(number, text), worker_index)
         progress.trial(number, None)
-        state = st.record_result(study, claim.trial, result, spec.objective_metric)
+        state, result = st.record_result(study, claim.trial, result, spec.objective_metric)
         progress.finished(summary_line(spec, claim, result, state), advance=state == TrialState.COMPLETE)
         ran.append(claim.trial.number)
 
@@ -242,7 +250,8 @@ def run_local(spec: AblationSpec, opts: RunOptions) -> List[int]:
         except BaseException as e:  # surfaced after join; other workers carry on
             errors.append(e)
 
-    threads = [threading.Thread(target=target, args=(i,), daemon=True) for i in range(max(1, opts.workers))]
+    n = max(1, min(opts.workers, total - done))  # no more workers than points left to run
+    threads = [threading.Thread(target=target, args=(i,), daemon=True) for i in range(n)]
     for t in threads:
         t.start()
         time.sleep(0.2)  # stagger the first claims

@@ -9,6 +9,7 @@ study instead). Exit code: 0 when every point completed (or is still running in 
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import sys
 import time
@@ -17,7 +18,31 @@ from typing import Optional, Tuple
 
 from ovbench.sweep import executor as ex
 from ovbench.sweep import study as st
-from ovbench.sweep.spec import AblationSpec, SpecError, load_spec
+from ovbench.errors import InputError
+from ovbench.sweep.spec import MAX_WORKERS, AblationSpec, load_spec
+
+
+def _workers(text: str) -> int:
+    """``--workers``: 1..MAX_WORKERS (argparse prints the error and exits 2)."""
+    try:
+        n = int(text)
+    except ValueError:
+        n = 0
+    if not 1 <= n <= MAX_WORKERS:
+        raise argparse.ArgumentTypeError(f"expected an integer 1..{MAX_WORKERS}, got {text!r}")
+    return n
+
+
+def _seconds(text: str) -> float:
+    """``--heartbeat``/``--grace``: a positive finite number (a negative grace would judge every live
+    trial stale and fail it)."""
+    try:
+        x = float(text)
+    except ValueError:
+        x = math.nan
+    if not (math.isfinite(x) and x > 0):
+        raise argparse.ArgumentTypeError(f"expected a positive number of seconds, got {text!r}")
+    return x
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -25,12 +50,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--storage", help="optuna storage URL (default: sqlite under the work dir; "
                         "postgresql://... for many machines; journal:PATH for a journal file on shared disk)")
     parser.add_argument("--work-dir", help="sweep work dir (default: the file's work_dir or work_dirs/sweeps/<study>)")
-    parser.add_argument("--workers", type=int, help="parallel trials (default: the file's, else the machine's cores)")
+    parser.add_argument("--workers", type=_workers, help=f"parallel trials, 1..{MAX_WORKERS} (default: the file's, "
+                        "else the machine's cores; never more than the study has points)")
     parser.add_argument("--executor", choices=sorted(ex.EXECUTORS), help="override the file's executor")
     parser.add_argument("--rerun", action="store_true", help="run every point again, even completed ones")
     parser.add_argument("--new-study", action="store_true", help="if the file changed, run it as a new study")
-    parser.add_argument("--heartbeat", type=float, default=10.0, help="seconds between trial heartbeats")
-    parser.add_argument("--grace", type=float, default=60.0,
+    parser.add_argument("--heartbeat", type=_seconds, default=10.0, help="seconds between trial heartbeats")
+    parser.add_argument("--grace", type=_seconds, default=60.0,
                         help="a RUNNING trial with no heartbeat for this long (other hosts) is stale")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar (one line per trial only)")
 
@@ -42,12 +68,12 @@ def prepare(args: argparse.Namespace, create: bool = True) -> Tuple[AblationSpec
         spec.executor = type(spec.executor)(**{**spec.executor.__dict__, "type": args.executor})
     work_root = Path(args.work_dir).resolve() if args.work_dir else st.default_work_root(spec)
     url = args.storage or spec.storage or st.default_storage_url(work_root)
-    storage = st.open_storage(url)
+    storage = st.open_storage(url, create=create)
     name = st.study_name_for(spec, args.new_study)
     study = st.open_study(spec, storage, name, create=create)
     if getattr(args, "rerun", False):
         st.mark_rerun(study)
-    workers = args.workers or ex.default_workers(spec)
+    workers = min(args.workers or ex.default_workers(spec), max(1, spec.n_points()))
     threads = max(1, (os.cpu_count() or 1) // workers)
     opts = ex.RunOptions(storage_url=url, study_name=name, work_root=work_root, workers=workers,
                          heartbeat_s=args.heartbeat, grace_s=args.grace,
@@ -74,7 +100,7 @@ def run(args: argparse.Namespace, create: bool = True) -> int:
     start = time.time()
     try:
         spec, opts = prepare(args, create=create)
-    except (SpecError, st.StudyMismatch) as e:
+    except InputError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     ex.run_spec(spec, opts)

@@ -22,6 +22,8 @@ import datetime as dt
 import json
 import os
 import socket
+import sqlite3
+import sys
 import time
 import uuid
 from dataclasses import dataclass
@@ -32,17 +34,29 @@ import optuna
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 from optuna.trial import FrozenTrial, TrialState
 
-from ovbench.sweep.spec import AblationSpec
+from ovbench.errors import InputError
+from ovbench.sweep.spec import LOCK_SUFFIX, AblationSpec, storage_url_problem
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
 HEARTBEAT_KEY = "ovbench:heartbeat"
 OWNER_KEY = "ovbench:owner"
 LOCK_TIMEOUT_S = 120.0
+SQLITE_TIMEOUT_S = 120.0  # how long to wait for an SQLite file another process holds locked
+SQLITE_HEADER = b"SQLite format 3\x00"
+#: a lock study's directions: optuna stores them with the study's name in one write, so a lock is marked as
+#: one from its first instant (a user attribute would leave a window where a holder killed between two
+#: writes leaves an unmarked lock); ovbench's own studies have one direction, so none looks like a lock
+LOCK_DIRECTIONS = [optuna.study.StudyDirection.MINIMIZE, optuna.study.StudyDirection.MAXIMIZE,
+                   optuna.study.StudyDirection.MINIMIZE]
 
 
-class StudyMismatch(RuntimeError):
+class StudyMismatch(InputError, RuntimeError):
     """The ablation file changed since the study was created (its content hash differs)."""
+
+
+class StorageError(InputError, RuntimeError):
+    """An optuna storage cannot be opened or used: the message names the URL or path and what to do."""
 
 
 # ----------------------------------------------------------------------------- storage
@@ -57,19 +71,105 @@ def default_storage_url(work_root: Path) -> str:
     return f"sqlite:///{work_root / 'optuna.db'}"
 
 
-def open_storage(url: str) -> optuna.storages.BaseStorage:
-    """An optuna storage from a URL: any SQLAlchemy URL, or ``journal:PATH`` for a journal file."""
-    if url.startswith("journal:"):
-        from optuna.storages.journal import JournalFileBackend, JournalStorage
+def open_storage(url: str, create: bool = True) -> optuna.storages.BaseStorage:
+    """An optuna storage from a URL: any SQLAlchemy URL, or ``journal:PATH`` for a journal file.
 
-        path = url[len("journal:"):]
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
-        return JournalStorage(JournalFileBackend(path))
-    engine_kwargs: Dict[str, Any] = {}
+    ``create=False`` (reports, joining workers) never creates a file or folder: a local storage
+    must already exist. Every failure is a :class:`StorageError` naming the URL and what to do.
+    """
+    problem = storage_url_problem(url)
+    if problem:
+        raise StorageError(f"storage {url!r}: {problem}")
+    path = local_storage_path(url)
+    if path is not None:
+        _check_local_storage(url, path, create)
+    try:
+        if url.startswith("journal:"):
+            from optuna.storages.journal import JournalFileBackend, JournalStorage
+
+            return JournalStorage(JournalFileBackend(str(path)))
+        engine_kwargs: Dict[str, Any] = {}
+        if path is not None:
+            engine_kwargs = {"connect_args": {"timeout": SQLITE_TIMEOUT_S}}
+        return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs)
+    except Exception as e:  # a driver, server or file problem: the user's to fix, so one clear line
+        raise StorageError(f"cannot open the optuna storage {url}: {_reason(e)}; check the URL, that the "
+                           "server or file is reachable and that the driver is installed") from e
+
+
+def local_storage_path(url: str) -> Optional[Path]:
+    """The file behind a ``sqlite:///PATH`` or ``journal:PATH`` URL (None for a server)."""
+    if url.startswith("journal:"):
+        return Path(url[len("journal:"):]).resolve()
     if url.startswith("sqlite:///"):
-        Path(url[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
-        engine_kwargs = {"connect_args": {"timeout": 120}}
-    return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs)
+        return Path(url[len("sqlite:///"):].split("?", 1)[0]).resolve()
+    return None
+
+
+def _reason(e: BaseException) -> str:
+    """The first line of an exception, without SQLAlchemy's background link."""
+    text = str(getattr(e, "orig", None) or e).strip().splitlines()
+    return f"{type(e).__name__}: {text[0] if text else ''}"
+
+
+def _check_local_storage(url: str, path: Path, create: bool) -> None:
+    """A local storage file must be usable before optuna touches it: there (or creatable), writable when
+    trials will be recorded, a real SQLite database, and not held locked (said, then waited for)."""
+    if not path.exists():
+        if not create:
+            raise StorageError(f"no optuna storage at {path} (nothing has run with {url}); `ovbench run "
+                               "<ablation file>` creates it, or pass the --storage/--work-dir it ran with")
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise StorageError(f"cannot create the folder {path.parent} for the storage {url} ({e.strerror}); "
+                               "choose a writable --work-dir or --storage") from None
+        if not os.access(path.parent, os.W_OK):
+            raise StorageError(f"cannot create the storage {path}: {path.parent} is read-only; choose a "
+                               "writable --work-dir or --storage")
+        return
+    if not path.is_file():
+        raise StorageError(f"the storage {path} is not a file; point --storage/--work-dir at an optuna storage")
+    if create and not (os.access(path, os.W_OK) and os.access(path.parent, os.W_OK)):
+        raise StorageError(f"the storage {path} (or its folder) is read-only, and a run records its trials "
+                           "there; make it writable or copy it elsewhere (`ovbench report` can read it as is)")
+    if url.startswith("sqlite:///"):
+        _check_sqlite(path)
+
+
+def _check_sqlite(path: Path) -> None:
+    """A real, intact SQLite file; if another process holds it locked, say so and wait for it."""
+    with open(path, "rb") as fh:
+        header = fh.read(len(SQLITE_HEADER))
+    if header != SQLITE_HEADER:
+        raise StorageError(f"{path} is not an SQLite database (empty, overwritten or another file); move it "
+                           "away to start the study afresh, or point --storage/--work-dir at the right one")
+    try:
+        _sqlite_check(path, timeout=2.0)  # a writer's commit holds the lock for milliseconds: no message
+    except sqlite3.OperationalError as e:
+        if "locked" not in str(e):  # e.g. a hot journal a killed writer left: optuna's connection rolls it back
+            return
+        print(f"waiting up to {SQLITE_TIMEOUT_S:.0f} s for {path}: another process holds its lock "
+              "(e.g. an `ovbench run` writing, or an sqlite shell)", file=sys.stderr, flush=True)
+        try:
+            _sqlite_check(path, timeout=SQLITE_TIMEOUT_S)
+        except sqlite3.OperationalError as e2:
+            raise StorageError(f"{path} stayed locked for {SQLITE_TIMEOUT_S:.0f} s ({e2}); find the process "
+                               f"holding it (`fuser {path}`), let it finish or stop it, then run again") from None
+    except sqlite3.DatabaseError as e:
+        raise StorageError(f"{path} is a damaged SQLite database ({e}); restore it from a copy or move it away "
+                           "to start the study afresh") from None
+
+
+def _sqlite_check(path: Path, timeout: float) -> None:
+    """Open read-only (never creates or changes the file) and verify every page."""
+    con = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=timeout)
+    try:
+        rows = con.execute("PRAGMA quick_check").fetchall()
+    finally:
+        con.close()
+    if rows != [("ok",)]:
+        raise sqlite3.DatabaseError("; ".join(str(r[0]) for r in rows[:3]))
 
 
 def study_name_for(spec: AblationSpec, new_study: bool) -> str:
@@ -84,7 +184,11 @@ def open_study(spec: AblationSpec, storage: optuna.storages.BaseStorage, name: s
     if create:
         study = optuna.create_study(storage=storage, study_name=name, direction=direction, load_if_exists=True)
     else:
-        study = optuna.load_study(storage=storage, study_name=name)
+        try:
+            study = optuna.load_study(storage=storage, study_name=name)
+        except KeyError:
+            raise StorageError(f"no study {name!r} in this storage; start it with `ovbench run {spec.path}` "
+                               "first (or pass the --storage it runs on)") from None
     stored = study.user_attrs.get("spec_hash")
     if stored is None:
         study.set_user_attr("spec_hash", spec.content_hash)
@@ -111,11 +215,13 @@ class StorageLock:
     A holder killed inside the (short) critical section leaves a lock study; it
     is broken at once when its owner process is gone (same host), else after
     ``timeout_s`` (deleted by id, so a fresh lock taken by someone else in
-    between is never deleted).
+    between is never deleted). Only a study that :func:`is_lock` is ever
+    deleted: a study that merely has the lock's name (made by an older ovbench
+    or by hand) is reported, never touched.
     """
 
     def __init__(self, storage: optuna.storages.BaseStorage, name: str, timeout_s: float = LOCK_TIMEOUT_S):
-        self.storage, self.name, self.timeout_s = storage, f"{name}.ovbench-lock", timeout_s
+        self.storage, self.name, self.timeout_s = storage, f"{name}{LOCK_SUFFIX}", timeout_s
         self._id: Optional[int] = None
         self._first_seen: Dict[int, float] = {}
 
@@ -123,7 +229,7 @@ class StorageLock:
         delay = 0.05
         while True:
             try:
-                self._id = self.storage.create_new_study([optuna.study.StudyDirection.MINIMIZE], self.name)
+                self._id = self.storage.create_new_study(LOCK_DIRECTIONS, self.name)
                 self.storage.set_study_user_attr(self._id, "acquired_at", time.time())
                 self.storage.set_study_user_attr(self._id, "owner", _owner_dict())
                 return self
@@ -136,8 +242,13 @@ class StorageLock:
         try:
             sid = self.storage.get_study_id_from_name(self.name)
             attrs = self.storage.get_study_user_attrs(sid)
-        except KeyError:
+            lock = is_lock(self.storage, sid)
+        except KeyError:  # released meanwhile
             return
+        if not lock:
+            raise StorageError(f"the storage holds a study named {self.name!r} that is not an ovbench lock, so "
+                               "ovbench cannot take its lock and will not delete it; rename or delete that study "
+                               "yourself (optuna delete-study), or use another storage")
         first = self._first_seen.setdefault(sid, time.time())
         since = attrs.get("acquired_at") or first
         owner_dead = bool(attrs.get("owner")) and Owner(**attrs["owner"]).alive() is False
@@ -154,6 +265,13 @@ class StorageLock:
             except KeyError:
                 pass
             self._id = None
+
+
+def is_lock(storage: optuna.storages.BaseStorage, study_id: int) -> bool:
+    """A lock study: created by :class:`StorageLock` (its directions) and without a single trial.
+    Raises KeyError when the study is gone (a released lock: the caller must not mistake it for a non-lock)."""
+    return (storage.get_study_directions(study_id) == LOCK_DIRECTIONS
+            and not storage.get_all_trials(study_id, deepcopy=False))
 
 
 def _owner_dict() -> Dict[str, Any]:
@@ -258,13 +376,21 @@ def heartbeat(storage: optuna.storages.BaseStorage, trial_id: int) -> None:
 # ----------------------------------------------------------------------------- results
 
 
-def record_result(study: optuna.Study, trial: FrozenTrial, result: Dict[str, Any], objective: str) -> TrialState:
-    """Write a trial's result into the study: COMPLETE with the objective, or FAIL with reason + log tail."""
+def record_result(study: optuna.Study, trial: FrozenTrial, result: Dict[str, Any],
+                  objective: str) -> Tuple[TrialState, Dict[str, Any]]:
+    """Write a trial's result into the study: COMPLETE with the objective, or FAIL with reason + log tail.
+    Returns the state and the result as recorded (a missing objective turns it into a failure with a reason)."""
     storage, tid = study._storage, trial._trial_id
     ok = result.get("status") == "ok"
     value = flat_metrics(result).get(objective) if ok else None
     if ok and (value is None or value != value):
-        ok, result = False, dict(result, status="failed", error=f"objective {objective} is missing or NaN")
+        have = ", ".join(sorted(k for k in flat_metrics(result) if "/" in k)[:12]) or "none"
+        why = "is NaN" if value is not None else f"is not among the trial's metrics ({have}); does the model's " \
+            "evaluator produce it?"
+        ok, result = False, dict(result, status="failed", error=f"objective {objective} {why}")
+    if not ok and not result.get("error"):
+        result = dict(result, error=f"failed without a reason; see {result.get('work_dir') or 'its work dir'}"
+                                    "/trial.log")
     for key in ("metrics", "cost", "config_hash", "git_commit", "device", "work_dir", "error", "log_tail",
                 "status", "predictions"):
         if key in result:
@@ -274,7 +400,7 @@ def record_result(study: optuna.Study, trial: FrozenTrial, result: Dict[str, Any
         study.tell(trial.number, value if ok else None, state=state, skip_if_finished=True)
     except (ValueError, RuntimeError):  # finished meanwhile (e.g. judged stale): keep the stored state
         pass
-    return state
+    return state, result
 
 
 def flat_metrics(result: Dict[str, Any]) -> Dict[str, float]:
@@ -305,7 +431,7 @@ def reconcile(study: optuna.Study, spec: AblationSpec, grace_s: float) -> List[T
             continue
         result = read_result(t.user_attrs.get("work_dir"))
         if result and result.get("status") in ("ok", "failed"):
-            state = record_result(study, t, result, spec.objective_metric)
+            state, _ = record_result(study, t, result, spec.objective_metric)
             settled.append((t.number, f"recovered as {state.name} from result.json"))
         else:
             storage = study._storage

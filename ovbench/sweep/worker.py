@@ -15,8 +15,4 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    try:
-        return _run.run(args, create=False)
-    except KeyError as e:  # optuna.load_study on a missing study
-        print(f"error: no such study in the storage ({e}); start it with `ovbench run` first")
-        return 2
+    return _run.run(args, create=False)  # a missing storage or study is a StorageError: exit 2

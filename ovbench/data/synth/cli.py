@@ -4,6 +4,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from ovbench.errors import InputError
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="data_command", metavar="DATASET")
@@ -24,6 +26,14 @@ def run(args: argparse.Namespace) -> int:
         path = ensure_synth_benchmark(seed=args.seed, size=args.size, scale=args.scale, force=args.force)
         print(f"synthetic benchmark ready: {path}")
         return 0
-    m = generate_benchmark(args.out, seed=args.seed, size=args.size, scale=args.scale, verbose=True)
+    blocker = next((p for p in (args.out, *args.out.parents) if p.exists() and not p.is_dir()), None)
+    if blocker is not None:
+        raise InputError(f"--out {args.out}: {blocker} exists and is not a folder; pass a folder (it is created "
+                         "if missing)")
+    try:
+        m = generate_benchmark(args.out, seed=args.seed, size=args.size, scale=args.scale, verbose=True)
+    except OSError as e:  # read-only or full disk
+        raise InputError(f"cannot write the benchmark to {args.out}: {e.strerror or e}; choose a writable "
+                         "--out") from None
     print(f"wrote {m['images']} images to {args.out} in {m['seconds']} s")
     return 0
