@@ -246,7 +246,7 @@ def load_baseline(path: Path, spec: Any, ablation: str) -> Any:
 
 def run(args: argparse.Namespace) -> int:
     from ovbench.sweep.spec import load_spec
-    from ovbench.sweep.study import default_storage_url, study_name_for
+    from ovbench.sweep.study import StorageError, default_storage_url, study_name_for
 
     start = time.time()
     if not args.no_run:
@@ -258,7 +258,7 @@ def run(args: argparse.Namespace) -> int:
         try:
             study, _ = open_for_report(name, storage=url)
             break
-        except KeyError:
+        except StorageError:
             continue
     if study is None:
         print(f"error: no study of {args.ablation} in {url}; run without --no-run", file=sys.stderr)
