@@ -137,7 +137,7 @@ def test_spatial_layer_is_two_swin_blocks_and_mixes_across_windows():
 
 def test_parameter_count_by_hand():
     """Each spatial layer = two Swin blocks: norm, qk (with guidance), v, proj, MLP (ratio 2)."""
-    d, g, t, width, embed = 16, 8, 8, 24, 16
+    d, g, t, embed = 16, 8, 8, 16  # _aggregator(): hidden, appearance and text guidance, CLIP joint width
 
     def mlp(n):
         return 2 * n + (n * 2 * n + 2 * n) + (2 * n * n + n)
@@ -147,6 +147,6 @@ def test_parameter_count_by_hand():
     agg = _aggregator()
     layers = sum(p.numel() for p in agg.layers.parameters())
     assert layers == 2 * (2 * swin + cls)
-    rest = (49 * d + d) + (embed * g + g) + (embed * t + t)
-    assert sum(p.numel() for n, p in agg.named_parameters() if n.split(".")[0] in ("cost_embed", "appearance", "text")) == rest
-    assert width  # (guidance projections and decoder: unchanged by the Swin structure)
+    inputs = (49 * d + d) + (embed * g + g) + (embed * t + t)  # 7x7 cost embedding, guidance projections
+    assert sum(p.numel() for n, p in agg.named_parameters()
+               if n.split(".")[0] in ("cost_embed", "appearance", "text")) == inputs

@@ -113,7 +113,8 @@ def window_mask(h: int, w: int, ws: int, shift: int, device: Any = None) -> torc
 
     ly, lx = labels(h, hp), labels(w, wp)
     n_lab = int(lx.max()) + 2
-    ids = torch.where((ly[:, None] >= 0) & (lx[None] >= 0), ly[:, None] * n_lab + lx[None], torch.full((hp, wp), -1, device=device))
+    valid = (ly[:, None] >= 0) & (lx[None] >= 0)
+    ids = torch.where(valid, ly[:, None] * n_lab + lx[None], torch.full((hp, wp), -1, device=device))
     ids = ids.reshape(hp // ws, ws, wp // ws, ws).permute(0, 2, 1, 3).reshape(-1, ws * ws)
     same = (ids[:, :, None] == ids[:, None, :]) & (ids[:, None, :] >= 0)
     return same | torch.eye(ws * ws, dtype=torch.bool, device=device)
