@@ -50,26 +50,98 @@ def test_native_size_matches_open_clip():
     assert torch.allclose(out["dense"].flatten(2).transpose(1, 2), tokens, atol=1e-5)
 
 
-def test_maskclip_value_path():
-    m = make(dense="maskclip")
-    img = torch.randn(1, 3, 32, 32)
+@pytest.fixture(scope="module")
+def tiny_synth():
+    """The shipped tiny CLIP (64x64 input, 8x8 patch grid), frozen."""
+    return OVCLIP(model_name="ovbench-tiny-vit", pretrained="synth").eval()
+
+
+def _self_only_mask(n: int) -> torch.Tensor:
+    """Additive attention mask letting every token attend only to itself: attention output = out_proj(v)."""
+    mask = torch.full((n, n), float("-inf"))
+    return mask.fill_diagonal_(0.0)
+
+
+def _reference_dense(v, img, mode):
+    """Each dense path computed directly from open_clip's own modules (no ovbench code)."""
+    t = v._embeds(img)
+    blocks = v.transformer.resblocks
+    if mode == "last":
+        v.output_tokens = True
+        try:
+            _, tokens = v(img)
+        finally:
+            v.output_tokens = False
+        return F.normalize(tokens @ v.proj, dim=-1)
+    if mode == "window3":
+        out = []
+        for y in range(8):
+            for x in range(8):
+                idx = [1 + min(max(y + dy, 0), 7) * 8 + min(max(x + dx, 0), 7) for dy in (-1, 0, 1) for dx in (-1, 0, 1)]
+                pooled, _ = v._pool(v.transformer(t[:, [0] + idx]))
+                out.append(pooled @ v.proj)
+        return F.normalize(torch.stack(out, 1), dim=-1)
+    for blk in blocks[:-1]:
+        t = blk(t)
+    last, eye = blocks[-1], _self_only_mask(t.shape[1])
+    if mode == "maskclip":  # MaskCLIP: attention restricted to the value path, residual and MLP as usual
+        t = last(t, attn_mask=eye)
+    else:  # 'value': the (self-only) attention output alone
+        y = last.ln_1(t)
+        t = last.attn(y, y, y, attn_mask=eye, need_weights=False)[0]
+    return F.normalize(v.ln_post(t[:, 1:]) @ v.proj, dim=-1)
+
+
+@pytest.mark.parametrize("mode", ["maskclip", "value", "last", "window3"])
+def test_dense_modes_match_open_clip_reference(tiny_synth, mode):
+    """Every dense path of the wrapper, and the zero-shot figures' extractor (one implementation), against
+    a reference built from open_clip's modules on the shipped tiny CLIP."""
+    from ovbench.pretrain.zeroshot import dense_features
+
+    img = torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
-        out = m.encode_image(img)["dense"]
-        v = m.clip.visual
-        x = v.ln_pre(_embed(v, img))
-        for blk in v.transformer.resblocks[:-1]:
-            x = blk(x)
-        last = v.transformer.resblocks[-1]
-        d = last.attn.embed_dim
-        y = F.linear(last.ln_1(x[:, 1:]), last.attn.in_proj_weight[2 * d:], last.attn.in_proj_bias[2 * d:])
-        y = F.normalize(v.ln_post(last.attn.out_proj(y)) @ v.proj, dim=-1)
-    assert torch.allclose(out.flatten(2).transpose(1, 2), y, atol=1e-5)
+        ours = tiny_synth.encode_image(img, dense=mode)["dense"].flatten(2).transpose(1, 2)
+        ref = _reference_dense(tiny_synth.clip.visual, img, mode)
+        zs = dense_features(tiny_synth.clip, img, mode).flatten(2).transpose(1, 2)
+    torch.testing.assert_close(ours, ref, rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(zs, ours, rtol=1e-4, atol=1e-5)
 
 
-def _embed(v, img):
-    x = v.conv1(img).flatten(2).transpose(1, 2)
-    x = torch.cat([v.class_embedding.expand(x.shape[0], 1, -1), x], 1)
-    return x + v.positional_embedding
+def test_maskclip_and_value_paths_differ(tiny_synth):
+    """MaskCLIP keeps the last block's residual and MLP; the value path drops them (issue 13: the tiny
+    CLIP's two paths are far apart, so the name matters)."""
+    img = torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        a = tiny_synth.encode_image(img, dense="maskclip")["dense"]
+        b = tiny_synth.encode_image(img, dense="value")["dense"]
+    assert F.cosine_similarity(a, b, dim=1).mean() < 0.9
+
+
+def test_dense_mode_is_validated_and_window_refuses_block_hooks():
+    with pytest.raises(ValueError, match="'maskclip', 'value', 'last' or 'window<k>'"):
+        make(dense="tokens")
+    with pytest.raises(ValueError, match="odd k"):
+        make(dense="window4")
+    m = make(dense="window3")
+    handle = m.clip.visual.transformer.resblocks[0].register_forward_hook(lambda *a: None)
+    with pytest.raises(ValueError, match="block hooks"):
+        m.encode_image(torch.randn(1, 3, 32, 32))
+    handle.remove()
+    assert m.encode_image(torch.randn(1, 3, 32, 32))["dense"].shape == (1, 32, 4, 4)
+
+
+def test_value_and_maskclip_paths_go_through_peft():
+    """The last block's v/out projections are PEFT sites in both paths: an adapter moves the features."""
+    for mode in ("value", "maskclip"):
+        m = make(dense=mode, peft=dict(type="lora", r=2))
+        img = torch.randn(1, 3, 32, 32)
+        with torch.no_grad():
+            base = m.encode_image(img)["dense"]
+            for n, p in m.clip.named_parameters():
+                if ".lora_b." in n:
+                    p.add_(0.1)
+            moved = m.encode_image(img)["dense"]
+        assert not torch.allclose(base, moved), mode
 
 
 def test_text_cached_only_when_frozen():

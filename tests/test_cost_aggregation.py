@@ -1,12 +1,13 @@
 """The CAT-Seg-style cost aggregator: shapes, any vocabulary size, class permutation
-equivariance, and windowed attention equal to full attention when one window covers the map."""
+equivariance, windowed attention equal to full attention when one window covers the map, and
+the Swin structure of spatial aggregation (W-MSA then masked SW-MSA: no token sees past its window)."""
 from __future__ import annotations
 
 import pytest
 import torch
 import torch.nn.functional as F
 
-from ovbench.models.heads.cost_aggregation import CostAggregator, SpatialAggregation
+from ovbench.models.heads.cost_aggregation import CostAggregator, SpatialAggregation, SwinBlock
 
 
 def _aggregator(**kw) -> CostAggregator:
@@ -51,7 +52,7 @@ def test_cost_volume_is_cosine_similarity():
 
 def test_single_window_equals_full_attention():
     torch.manual_seed(0)
-    layer = SpatialAggregation(dim=8, guidance_dim=0, num_heads=2, window=4, shift=False)
+    layer = SwinBlock(dim=8, guidance_dim=0, num_heads=2, window=4, shift=False)
     q, k, v = (torch.randn(1, 3, 4, 4, 8) for _ in range(3))
     windowed = layer._window_attention(q, k, v)
 
@@ -82,3 +83,70 @@ def test_missing_guidance_features_are_named():
     dense, text, _ = _inputs()
     with pytest.raises(ValueError, match="out_indices"):
         agg(dense, text, [])
+
+
+def _region(r: int, ws: int, shift: int) -> int:
+    """The (shifted) window of row/column ``r`` in the original frame: Swin's partition, no wrap-around."""
+    return (r - shift) // ws + 1 if r >= shift else 0
+
+
+def _dependence(block: SwinBlock, h: int, w: int) -> torch.Tensor:
+    """``[h*w, h*w]`` bool: does output token p depend on input token q (exact Jacobian, one class)."""
+    torch.manual_seed(0)
+    x = torch.randn(1, 1, h, w, 8, dtype=torch.float64)
+    block = block.double()
+    jac = torch.autograd.functional.jacobian(lambda t: block(t, None), x)  # [1,1,h,w,8, 1,1,h,w,8]
+    return jac.reshape(h * w, 8, h * w, 8).abs().sum((1, 3)) > 0
+
+
+@pytest.mark.parametrize("h,w", [(8, 8), (7, 5), (10, 12)])
+def test_shifted_block_sees_only_its_masked_shifted_window(h, w):
+    blk = SwinBlock(dim=8, guidance_dim=0, num_heads=2, window=4, shift=True)
+    dep = _dependence(blk, h, w)
+    ws, s = blk._geometry(h, w)
+    pos = [(y, x) for y in range(h) for x in range(w)]
+    expected = torch.tensor([[(_region(py, ws, s), _region(px, ws, s)) == (_region(qy, ws, s), _region(qx, ws, s))
+                              for (qy, qx) in pos] for (py, px) in pos])
+    assert s == 2
+    assert torch.equal(dep, expected)
+    # the issue's example: the corner token no longer reaches the opposite corner through the roll
+    assert not dep[(h - 1) * w + (w - 1), 0]
+
+
+def test_unshifted_block_sees_only_its_window():
+    blk = SwinBlock(dim=8, guidance_dim=0, num_heads=2, window=4, shift=False)
+    dep = _dependence(blk, 8, 8)
+    pos = [(y, x) for y in range(8) for x in range(8)]
+    expected = torch.tensor([[(py // 4, px // 4) == (qy // 4, qx // 4) for (qy, qx) in pos] for (py, px) in pos])
+    assert torch.equal(dep, expected)
+
+
+def test_spatial_layer_is_two_swin_blocks_and_mixes_across_windows():
+    layer = SpatialAggregation(dim=8, guidance_dim=4, num_heads=2, window=4)
+    assert [b.shift for b in layer.blocks] == [0, 2]
+    # a map no larger than one window is one unshifted window (Swin's rule)
+    assert layer.blocks[1]._geometry(4, 6) == (4, 0)
+    torch.manual_seed(0)
+    x, g = torch.randn(1, 1, 8, 8, 8), torch.randn(1, 8, 8, 4)
+    x2 = x.clone()
+    x2[0, 0, 3, 3] += 1.0  # W-MSA window 0; SW-MSA's window [2, 6) x [2, 6) carries it to (4, 4)
+    with torch.no_grad():
+        d = (layer(x2, g) - layer(x, g)).abs().sum(-1)[0, 0]
+    assert d[4, 4] > 0 and d[7, 7] == 0
+
+
+def test_parameter_count_by_hand():
+    """Each spatial layer = two Swin blocks: norm, qk (with guidance), v, proj, MLP (ratio 2)."""
+    d, g, t, embed = 16, 8, 8, 16  # _aggregator(): hidden, appearance and text guidance, CLIP joint width
+
+    def mlp(n):
+        return 2 * n + (n * 2 * n + 2 * n) + (2 * n * n + n)
+
+    swin = 2 * d + ((d + g) * 2 * d + 2 * d) + 2 * (d * d + d) + mlp(d)
+    cls = 2 * d + ((d + t) * 2 * d + 2 * d) + 2 * (d * d + d) + mlp(d)
+    agg = _aggregator()
+    layers = sum(p.numel() for p in agg.layers.parameters())
+    assert layers == 2 * (2 * swin + cls)
+    inputs = (49 * d + d) + (embed * g + g) + (embed * t + t)  # 7x7 cost embedding, guidance projections
+    assert sum(p.numel() for n, p in agg.named_parameters()
+               if n.split(".")[0] in ("cost_embed", "appearance", "text")) == inputs

@@ -207,7 +207,7 @@ def test_oracle_classes_gives_matched_proposals_their_true_class():
 
     # a random generator: every labelled pixel carries the class of the ground-truth segment its
     # (Hungarian-matched) proposal was matched to
-    model = _build(test_cfg=dict(extra_modes=("oracle_classes",)))
+    model = _build(test_cfg=dict(extra_modes=("oracle_classes",), oracle_match_iou=0.0))
     model.eval()
     with torch.no_grad():
         gen = model.extract_feat(_inputs())
@@ -224,6 +224,30 @@ def test_oracle_classes_gives_matched_proposals_their_true_class():
     assert labelled.any() and bool(allowed[labelled].all())
     covered = binary[rows].any(0)
     assert bool((sem[~covered] == 255).all())  # pixels of unmatched proposals only are void
+
+
+def test_oracle_classes_match_at_iou_over_half_by_default():
+    """FISA's reading (methods.md, bottleneck analysis): a proposal gets its true class only when it
+    matches its segment with IoU > 0.5. A proposal covering a quarter of 'dog' stays void by default and
+    takes 'dog' with the pre-issue-13 threshold 0.0 (the switch)."""
+    s = _sample()
+    ids = s.gt_panoptic_seg.data[0]
+    masks = torch.full((1, 2, 64, 64), -10.0)
+    masks[0, 0][ids == 1] = 10.0  # 'sky' exactly: IoU 1
+    quarter = torch.zeros(64, 64, dtype=torch.bool)
+    quarter[32:48, :14] = True  # half the rows and half the columns of 'dog' (32 x 28 px): IoU 0.25
+    masks[0, 1][quarter] = 10.0
+    probs = masks.sigmoid()
+    default = _build(test_cfg=dict(extra_modes=("oracle_classes",)))
+    assert default.test_cfg["oracle_match_iou"] == 0.5
+    sem, _ = default._oracle_classes(probs, s, [False, True, True])
+    assert torch.equal(sem.data[0][ids == 1], torch.zeros(int((ids == 1).sum()), dtype=torch.long))
+    assert bool((sem.data[0][quarter] == 255).all())
+    loose = _build(test_cfg=dict(extra_modes=("oracle_classes",), oracle_match_iou=0.0))
+    sem, _ = loose._oracle_classes(probs, s, [False, True, True])
+    assert bool((sem.data[0][quarter] == 1).all())
+    with pytest.raises(ValueError, match="oracle_match_iou"):
+        _build(test_cfg=dict(oracle_match_iou=1.0))
 
 
 def test_ensemble_formula_on_hand_made_probabilities():

@@ -263,12 +263,12 @@ def test_load_mask_generator_round_trip(tmp_path):
 # ----------------------------------------------------------------------------- metric
 def test_proposal_recall_metric_hand_computed():
     # 4x4 map: stuff segment 1 (top two rows, 8 px), thing 2 (bottom-left 2x2), thing 3 (bottom-right
-    # 2x2, crowd -> ignored), void none.
+    # 2x2, crowd: not a target, but not removed from a proposal's union either -- PQ removes only void).
     ids = torch.tensor([[1, 1, 1, 1], [1, 1, 1, 1], [2, 2, 3, 3], [2, 2, 3, 3]])
     s = _sample(ids, [_info(1, 0, thing=0), _info(2, 1), _info(3, 1, crowd=1)])
     masks = torch.zeros(3, 4, 4, dtype=torch.bool)
     masks[0, :2, :3] = True  # 6/8 of stuff -> IoU 0.75
-    masks[1, 2:, :] = True  # thing 2 + the crowd region (ignored) -> IoU 4/4 = 1
+    masks[1, 2:, :] = True  # thing 2 + the crowd region -> IoU 4/8 = 0.5, not > 0.5
     masks[2, :, :] = True  # everything, score below threshold
     s.pred_proposals = InstanceData(masks=masks, scores=torch.tensor([0.9, 0.8, 0.1]))
     pan = torch.zeros(4, 4, dtype=torch.long)
@@ -286,10 +286,10 @@ def test_proposal_recall_metric_hand_computed():
     s2.pred_agnostic_seg = PixelData(data=torch.zeros(1, 2, 2, dtype=torch.long))
     metric.process({}, [s2.to_dict()])
     res = metric.compute_metrics(metric.results)
-    assert res["recall50"] == pytest.approx(100 * 2 / 3, abs=0.01)
-    assert res["recall50_things"] == 50.0 and res["recall50_stuff"] == 100.0
-    assert res["mBIoU"] == pytest.approx(100 * (0.75 + 1 + 0) / 3, abs=0.01)
-    assert res["mBIoU_things"] == 50.0
+    assert res["recall50"] == pytest.approx(100 / 3, abs=0.01)
+    assert res["recall50_things"] == 0.0 and res["recall50_stuff"] == 100.0
+    assert res["mBIoU"] == pytest.approx(100 * (0.75 + 0.5 + 0) / 3, abs=0.01)
+    assert res["mBIoU_things"] == 25.0
     assert res["pan_recall50"] == pytest.approx(100 / 3, abs=0.01)
     assert res["pan_recall50_stuff"] == 0.0 and res["pan_recall50_things"] == 50.0
     assert res["pan_precision50"] == 50.0  # 1 TP of 2 counted predictions (the crowd one is not)
@@ -300,10 +300,44 @@ def test_proposal_recall_metric_hand_computed():
     # with a split: category 2 (image 2's missed thing) unseen, categories 0 and 1 seen
     metric.dataset_meta = dict(classes=("a", "b", "c"), unseen_classes=("c",))
     res = metric.compute_metrics(metric.results)
-    assert res["recall50_seen"] == 100.0 and res["recall50_unseen"] == 0.0
-    assert res["mBIoU_seen"] == pytest.approx(87.5)
+    assert res["recall50_seen"] == 50.0 and res["recall50_unseen"] == 0.0
+    assert res["mBIoU_seen"] == pytest.approx(62.5)
     with pytest.raises(KeyError, match="pred_proposals"):
         metric.process({}, [_sample(ids2, [_info(5, 2)]).to_dict()])
+
+
+def test_proposal_recall_follows_pq_crowd_rule():
+    """Issue 13's case: gt [[1, 1, 2, 2]] with segment 2 a crowd region, one proposal on all four pixels.
+    PQ (panopticapi) removes only void from the union: IoU 2/4 = 0.5, not a match, so recall50 = 0 and
+    class-agnostic PQ = 0 (the prediction is half on crowd, not more: a false positive). The literal PQ
+    reference of tests/pq_reference.py, every segment in one class, agrees."""
+    from pq_reference import reference_image_stats
+
+    ids = torch.tensor([[1, 1, 2, 2]])
+    infos = [_info(1, 0), _info(2, 1, crowd=1)]
+    s = _sample(ids, infos)
+    s.pred_proposals = InstanceData(masks=torch.ones(1, 1, 4, dtype=torch.bool), scores=torch.ones(1))
+    s.pred_agnostic_seg = PixelData(data=torch.ones(1, 1, 4, dtype=torch.long))
+    metric = ProposalRecallMetric()
+    metric.dataset_meta = {}
+    metric.process({}, [s.to_dict()])
+    res = metric.compute_metrics(metric.results)
+    assert res["recall50"] == 0.0 and res["mBIoU"] == 50.0
+    assert res["pan_recall50"] == 0.0 and res["agnostic_PQ"] == 0.0 and res["pan_precision50"] == 0.0
+    agnostic = [dict(i, category=0) for i in infos]
+    ref = reference_image_stats(ids.numpy(), agnostic, np.ones((1, 4), np.int64), [dict(id=1, category=0)])[0]
+    assert (ref["tp"], ref["fp"], ref["fn"]) == (0, 1, 1)
+    # more than half on crowd: not a false positive (void + crowd, as PQ)
+    s2 = _sample(torch.tensor([[1, 2, 2, 2]]), [_info(1, 0), _info(2, 1, crowd=1)])
+    s2.pred_proposals = InstanceData(masks=torch.ones(1, 1, 4, dtype=torch.bool), scores=torch.ones(1))
+    s2.pred_agnostic_seg = PixelData(data=torch.ones(1, 1, 4, dtype=torch.long))
+    assert metric.image_stats(s2.to_dict())["fp"] == 0
+
+
+@pytest.mark.parametrize("thr", [0.0, 0.3, 0.49, 1.0])
+def test_proposal_recall_refuses_non_unique_thresholds(thr):
+    with pytest.raises(ValueError, match="iou_thr"):
+        ProposalRecallMetric(iou_thr=thr)
 
 
 def test_stage1_config_builds_and_trains_one_step():

@@ -286,6 +286,44 @@ def test_clear_errors(cfg, exc, words):
         assert w in str(info.value)
 
 
+def _span_of_identity_and_ones(r: torch.Tensor) -> bool:
+    """Every q x q block is a I + b 11^T: equal diagonal entries, equal off-diagonal entries."""
+    q = r.shape[-1]
+    eye = torch.eye(q, dtype=torch.bool)
+    diag, off = r[..., eye], r[..., ~eye]
+    return bool(torch.allclose(diag, diag[..., :1].expand_as(diag), atol=1e-6)
+                and torch.allclose(off, off[..., :1].expand_as(off), atol=1e-6))
+
+
+@pytest.mark.parametrize("dcrc", ["paper", "release"])
+def test_dcrc_only_what_it_can_reach(dcrc):
+    """Issue 13: with train_blocks=False, whatever DCRC's weights are, the stored (release) reading keeps
+    the text R exactly I and the image R in span{I, 11^T} (release: c I); the 'rotations' reading (the
+    paper's wording) moves the text R too, into the same span, no longer orthogonal."""
+    reach = {}
+    for on in ("stored", "rotations"):
+        m = tiny_clip()
+        meth = apply_peft(m, dict(type="hclip", q=16, dcrc=dcrc, train_blocks=False, dcrc_on=on))
+        torch.manual_seed(0)
+        with torch.no_grad():  # any point DCRC's training could reach
+            for p in meth.dcrc.parameters():
+                p.add_(0.3 * torch.randn_like(p))
+            reach[on] = {e: r.clone() for e, r in meth.rotations().items()}
+    eye = torch.eye(16)
+    assert torch.equal(reach["stored"]["text"], eye.expand_as(reach["stored"]["text"]))
+    for on in ("stored", "rotations"):
+        for e in ("image", "text"):
+            assert _span_of_identity_and_ones(reach[on][e]), (on, e)
+    assert not torch.allclose(reach["stored"]["image"], eye.expand_as(reach["stored"]["image"]))
+    text = reach["rotations"]["text"]
+    assert not torch.allclose(text, eye.expand_as(text))
+    if dcrc == "release":  # bias-free linear maps of I and 0: c I
+        off = ~torch.eye(16, dtype=torch.bool)
+        assert torch.equal(reach["stored"]["image"][..., off], torch.zeros_like(reach["stored"]["image"][..., off]))
+    with pytest.raises(ValueError, match="dcrc_on"):
+        build_peft_config(dict(type="hclip", q=16, dcrc=dcrc, dcrc_on="after"))
+
+
 def test_block_selection_and_per_encoder_q():
     m = tiny_clip()
     meth = apply_peft(m, dict(type="hclip", q={"image": 32, "text": 16}, blocks={"image": [-1], "text": [0]},

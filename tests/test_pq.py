@@ -261,18 +261,40 @@ def test_metric_end_to_end_with_oracle_rows():
     assert metrics["mIoU"] < 100.0 and metrics["PQ"] < 100.0
 
 
-def test_metric_thing_flags_without_thing_classes_and_missing_keys():
+def test_metric_requires_thing_classes_and_counts_prediction_only_things():
+    """Issue 13's case: thing class 0 matched perfectly, thing class 1 only predicted (an FP, on stuff
+    class 2's segment, which is missed). With the
+    category table (thing_classes) PQ_th = mean(100, 0) = 50; the gt's isthing flags alone would have
+    called class 1 stuff and given 100. Without thing_classes the metric refuses."""
+    gt = np.array([[1, 1, 3, 3]])
+    pred = np.array([[1, 1, 2, 2]])
+    gs = [dict(id=1, category=0, iscrowd=0, isthing=1), dict(id=3, category=2, iscrowd=0, isthing=0)]
+    ps = [dict(id=1, category=0), dict(id=2, category=1)]
+    evaluator = Evaluator(dict(type="PanopticQualityMetric"))
+    evaluator.dataset_meta = dict(classes=("a", "b", "c"), thing_classes=("a", "b"))
+    evaluator.process(data_samples=[sample_of(gt, gs, pred, ps)])
+    metrics = evaluator.evaluate(1)
+    assert metrics["PQ_th"] == pytest.approx(50.0) and metrics["PQ_st"] == 0.0
     rng = np.random.default_rng(11)
     images = [random_case(rng) for _ in range(5)]
     evaluator = Evaluator(dict(type="PanopticQualityMetric"))
-    evaluator.dataset_meta = dict(classes=CLASSES)  # no thing_classes, no split: isthing flags of the gt
+    evaluator.dataset_meta = dict(classes=CLASSES)  # no thing_classes
+    with pytest.raises(ValueError, match="thing_classes"):
+        evaluator.process(data_samples=[sample_of(*images[0])])
+    assert "PQ_unseen" not in _evaluate(images, dict(classes=CLASSES, thing_classes=()))  # no split: no seen/unseen
+
+
+def _evaluate(images, meta):
+    evaluator = Evaluator(dict(type="PanopticQualityMetric"))
+    evaluator.dataset_meta = meta
     for img in images:
         evaluator.process(data_samples=[sample_of(*img)])
-    metrics = evaluator.evaluate(len(images))
-    flagged = {s["category"] for _, gs, _, _ in images for s in gs if s["isthing"]}
-    ref = reference_pq(images, NUM_CLASSES, flagged)
-    assert metrics["PQ_th"] == pytest.approx(100 * ref["things"]["pq"], abs=1e-9)
-    assert "PQ_unseen" not in metrics
+    return evaluator.evaluate(len(images))
+
+
+def test_metric_missing_prediction_keys_are_named():
+    rng = np.random.default_rng(11)
+    images = [random_case(rng) for _ in range(1)]
     bad = Evaluator(dict(type="PanopticQualityMetric", pred_key="pred_panoptic_seg_oracle_classes"))
     bad.dataset_meta = META
     with pytest.raises(KeyError, match="no 'pred_panoptic_seg_oracle_classes'"):

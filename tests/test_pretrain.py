@@ -95,11 +95,11 @@ def test_dense_features_modes(tiny_checkpoint):
     out, record = tiny_checkpoint
     model, _ = load_tiny_clip(out, sha256=record["checkpoint_sha256"])
     x = to_tensor(np.random.default_rng(0).integers(0, 255, (2, 64, 64, 3), dtype=np.uint8))
-    feats = {m: dense_features(model, x, m) for m in ("value", "maskclip", "tokens", "window3")}
+    feats = {m: dense_features(model, x, m) for m in ("value", "maskclip", "last", "window3")}
     for f in feats.values():
         assert f.shape == (2, 128, 8, 8)
         assert torch.allclose(f.norm(dim=1), torch.ones(2, 8, 8), atol=1e-4)
-    assert not torch.allclose(feats["value"], feats["tokens"])
+    assert not torch.allclose(feats["value"], feats["last"])
     # window inference: a patch's feature depends only on its 3x3 neighbourhood
     x2 = x.clone()
     x2[:, :, 40:, 40:] = 0.0  # change patches (5..7, 5..7) only

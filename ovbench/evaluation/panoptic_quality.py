@@ -277,9 +277,12 @@ class PanopticQualityMetric(BaseMetric):
     seen/unseen split (``dataset_meta['unseen_classes']``) ``PQ_seen
     PQ_unseen`` -- the open-vocabulary question: does panoptic quality hold on
     classes never labelled in training? ``per_class`` adds ``PQ.<class>``.
-    Things are ``dataset_meta['thing_classes']`` if given, else the classes
-    whose gt segments say ``isthing=1``. Each process() step keeps only the
-    per-class (sum IoU, TP, FP, FN) of the classes an image touches.
+    Things are ``dataset_meta['thing_classes']``, which is required: the gt
+    segments' ``isthing`` flags alone would count a thing class that occurs
+    only in predictions (all false positives) as stuff. ``OVPanopticDataset``
+    sets it from the vocabulary's ``things`` or the annotation file's category
+    table. Each process() step keeps only the per-class (sum IoU, TP, FP, FN)
+    of the classes an image touches.
 
     Args:
         pred_key: data-sample field holding the prediction (``pred_panoptic_seg``,
@@ -301,6 +304,10 @@ class PanopticQualityMetric(BaseMetric):
         if not self.dataset_meta or "classes" not in self.dataset_meta:
             raise ValueError("PanopticQualityMetric needs dataset_meta['classes'] (set by the Evaluator from the "
                              "dataset's metainfo)")
+        if self.dataset_meta.get("thing_classes") is None:
+            raise ValueError("PanopticQualityMetric needs dataset_meta['thing_classes'] (OVPanopticDataset sets it "
+                             "from the vocabulary's 'things' or the annotation file's categories; [] = all stuff): "
+                             "the ground truth's isthing flags miss thing classes that occur only in predictions")
         return len(self.dataset_meta["classes"])
 
     def process(self, data_batch: Any, data_samples: Sequence[Any]) -> None:
@@ -312,22 +319,17 @@ class PanopticQualityMetric(BaseMetric):
             pred, pred_segments = _pixel_field(sample, self.pred_key)
             stats = pq_image_stats(gt, gt_segments, pred, pred_segments, num_classes, source)
             rows = np.nonzero(stats.any(1))[0]
-            things = sorted({int(s["category"]) for s in gt_segments if int(s.get("isthing", 0))})
-            self.results.append((rows, stats[rows], np.asarray(things, np.int64)))
+            self.results.append((rows, stats[rows]))
 
     def compute_metrics(self, results: list) -> Dict[str, float]:
         classes: Sequence[str] = self.dataset_meta["classes"]
         n = len(classes)
         stats = np.zeros((n, 4), np.float64)
-        flagged = np.zeros(n, bool)
-        for rows, values, things in results:
+        for rows, values in results:
             np.add.at(stats, rows, values)
-            flagged[things] = True
-        if self.dataset_meta.get("thing_classes") is not None:
-            thing_names = set(self.dataset_meta["thing_classes"])
-            is_thing = np.array([c in thing_names for c in classes], bool)
-        else:
-            is_thing = flagged
+        self._num_classes()
+        thing_names = set(self.dataset_meta["thing_classes"])
+        is_thing = np.array([c in thing_names for c in classes], bool)
         metrics: Dict[str, float] = {}
         for suffix, mask in (("", None), ("_th", is_thing), ("_st", ~is_thing)):
             avg = pq_average(stats, mask)

@@ -3,8 +3,15 @@
 ``ProposalRecallMetric`` scores what :class:`~ovbench.models.segmentors.MaskProposalSegmentor`
 predicts against the segments of ``gt_panoptic_seg`` (docs/fisa.md), ignoring classes.
 Ground truth: every non-crowd segment (crowd segments are neither targets nor counted).
-IoU: as in PQ (Kirillov et al., CVPR 2019), the union leaves out the prediction's pixels on
-void (id 0) and on crowd segments, which carry no label to be wrong about.
+The rules are PQ's (Kirillov et al., CVPR 2019; COCO's panopticapi ``pq_compute``), read
+class-agnostically, i.e. with every segment in one class:
+
+* IoU: the union leaves out the prediction's pixels on *void* (id 0) only. Pixels on a crowd
+  region stay in the union (panopticapi removes only void there), so a proposal that spills
+  over a crowd region is penalised like any other spill;
+* false positives: a predicted segment more than half on void or on crowd regions is not one
+  (panopticapi: void + crowd *of the prediction's class*; class-agnostically every crowd
+  region is of that class).
 
 Reported (percent), each also for ``_things`` and ``_stuff`` (the segment's ``isthing``) and,
 where ``dataset_meta`` has ``unseen_classes``, ``recall50``/``mBIoU`` also for ``_seen`` and
@@ -15,7 +22,7 @@ classes its training set never labelled?):
   score >= ``score_thr``; overlapping, like average recall at N proposals) has IoU > 0.5;
 * ``mBIoU``: mean over ground-truth segments of that best IoU;
 * from ``pred_agnostic_seg`` (non-overlapping segments, what a panoptic pipeline would keep),
-  if present: ``pan_recall50`` (IoU > 0.5 matches are unique there, as in PQ),
+  if present: ``pan_recall50`` (IoU > ``iou_thr`` >= 0.5 matches are unique there, as in PQ),
   ``pan_precision50`` (predicted segments matched, out of those not more than half on
   void/crowd) and ``agnostic_PQ`` = sum IoU(TP) / (TP + FP/2 + FN/2) over all segments;
 * ``num_gt`` (segments per image) and ``num_pred`` (panoptic segments per image) as context.
@@ -46,7 +53,8 @@ class ProposalRecallMetric(BaseMetric):
     Args:
         score_thr: proposals with score below it are left out of ``recall50``/``mBIoU``
             (0: all N queries).
-        iou_thr: IoU a match must exceed (0.5, PQ's threshold, which makes matches unique).
+        iou_thr: IoU a match must exceed (0.5, PQ's threshold). Values below 0.5 are refused: a
+            segment could then match two predictions and the panoptic counts would not be PQ's.
         collect_device, prefix: as mmengine's ``BaseMetric``.
     """
 
@@ -55,6 +63,9 @@ class ProposalRecallMetric(BaseMetric):
     def __init__(self, score_thr: float = 0.0, iou_thr: float = 0.5, collect_device: str = "cpu",
                  prefix: Optional[str] = None) -> None:
         super().__init__(collect_device=collect_device, prefix=prefix)
+        if not 0.5 <= float(iou_thr) < 1.0:
+            raise ValueError(f"ProposalRecallMetric.iou_thr: expected 0.5 <= iou_thr < 1 (IoU > 0.5 makes matches "
+                             f"unique, as in PQ; below it a segment can match two predictions), got {iou_thr!r}")
         self.score_thr = score_thr
         self.iou_thr = iou_thr
 
@@ -69,7 +80,8 @@ class ProposalRecallMetric(BaseMetric):
         ids = ids.reshape(ids.shape[-2:]).long().cpu()
         crowd_ids = [int(s["id"]) for s in infos if s.get("iscrowd", 0)]
         gts = [s for s in infos if not s.get("iscrowd", 0) and bool((ids == int(s["id"])).any())]
-        ignore = (ids == 0) | torch.isin(ids, torch.tensor(crowd_ids, dtype=torch.long))
+        void = ids == 0
+        ignore = void | torch.isin(ids, torch.tensor(crowd_ids, dtype=torch.long))  # void + crowd: the FP rule only
         gt_masks = torch.stack([ids == int(s["id"]) for s in gts]) if gts else torch.zeros((0, *ids.shape), dtype=torch.bool)
         isthing = np.array([bool(s.get("isthing", 0)) for s in gts], dtype=bool)
         category = np.array([int(s.get("category", -1)) for s in gts], dtype=np.int64)
@@ -84,7 +96,7 @@ class ProposalRecallMetric(BaseMetric):
             raise ValueError(f"ProposalRecallMetric: proposal masks {tuple(masks.shape)} and gt_panoptic_seg "
                              f"{tuple(ids.shape)} differ in size")
         masks = masks[scores >= self.score_thr]
-        best = _iou(masks, gt_masks, ignore).max(0).values.numpy() if len(masks) else np.zeros(len(gts))
+        best = _iou(masks, gt_masks, void).max(0).values.numpy() if len(masks) else np.zeros(len(gts))
         record = dict(isthing=isthing, category=category, best_iou=best)
 
         agnostic = _get(sample, "pred_agnostic_seg")
@@ -92,7 +104,7 @@ class ProposalRecallMetric(BaseMetric):
             pan = torch.as_tensor(_get(agnostic, "data")).reshape(ids.shape).long().cpu()
             seg_ids = [int(v) for v in torch.unique(pan) if v != 0]
             pred = torch.stack([pan == v for v in seg_ids]) if seg_ids else torch.zeros((0, *ids.shape), dtype=torch.bool)
-            iou = _iou(pred, gt_masks, ignore)
+            iou = _iou(pred, gt_masks, void)
             pan_best = iou.max(0).values.numpy() if len(pred) else np.zeros(len(gts))
             # a prediction more than half on void/crowd is not a false positive (as in PQ)
             on_ignore = (pred & ignore).flatten(1).sum(1).float() / pred.flatten(1).sum(1).clamp(min=1).float()
@@ -134,11 +146,11 @@ class ProposalRecallMetric(BaseMetric):
         return metrics
 
 
-def _iou(pred: torch.Tensor, gt: torch.Tensor, ignore: torch.Tensor) -> torch.Tensor:
-    """``[P, G]`` IoU; the prediction's pixels on ``ignore`` count in neither intersection nor union."""
+def _iou(pred: torch.Tensor, gt: torch.Tensor, void: torch.Tensor) -> torch.Tensor:
+    """``[P, G]`` IoU; the prediction's pixels on ``void`` count in neither intersection nor union (PQ)."""
     if len(pred) == 0 or len(gt) == 0:
         return torch.zeros(len(pred), len(gt))
-    p = (pred & ~ignore).flatten(1).float()
+    p = (pred & ~void).flatten(1).float()
     g = gt.flatten(1).float()
     inter = p @ g.T
     union = p.sum(1)[:, None] + g.sum(1)[None] - inter

@@ -19,8 +19,20 @@ are stacked ``[layers, sites, b_img + b_txt, q, q]`` (the paper's ``[q, q, 2b,
 ``'release'`` = one identity-initialised bias-free linear map over the block
 axis per depth + one over the (layer, site) axis; ``'paper'`` = a 2-layer MLP on
 each axis applied as ``T + alpha * MLP(T)`` with ``alpha`` ``[2b, L]`` zero at
-init (hidden width = the axis size; the paper does not give it). Both mix the
-*stored* values, i.e. before the Cayley transform, as the release does. When
+init (hidden width = the axis size; the paper does not give it). Where DCRC acts
+(``dcrc_on``): ``'stored'`` (default) mixes the *stored* values, i.e. the text part
+before the Cayley transform, as the release does; ``'rotations'`` mixes the
+transforms themselves (the text part after the Cayley transform), the paper's
+wording ("the R blocks ... are stacked"), which the release does not follow.
+
+"DCRC only" (``train_blocks=False``) under each: the stored values stay at their
+initialisation (image ``R = I``, text ``A = 0``) and both DCRC forms act on the
+``q x q`` entries elementwise, identically for every entry position, so a mixed block
+is ``a I + b 11^T`` (paper: the MLP bias gives ``b``) or ``c I`` (release). With
+``'stored'`` the text part is symmetric, its skew part 0, its Cayley transform exactly
+``I``: the row trains a per-block rescaling of the image side only (docs/peft.md).
+With ``'rotations'`` the text blocks get the same ``a I + b 11^T`` form -- both towers
+move, but the text side is no longer orthogonal. When
 the towers differ in depth (ViT-L/14: 24 image, 12 text blocks) the shallower
 one is zero-padded on the layer axis (its block ``i`` meets the deeper tower's
 block ``i``) -- the release cannot run that case at all.
@@ -149,18 +161,13 @@ class HClipMethod(PeftMethod):
         if self._cache is not None and self._cache_key == key:
             return self._cache
         raw = {e: getattr(self, f"{e}_R") for e in self.targets}
-        if self.dcrc is not None:
-            L = self.dcrc_layers()
-            padded = [F.pad(raw[e], (0, 0, 0, 0, 0, 0, 0, 0, 0, L - raw[e].shape[0])) for e in ("image", "text")]
-            mixed = self.dcrc(torch.cat(padded, dim=2))
-            nbi = self.nb["image"]
-            raw = {
-                "image": mixed[: raw["image"].shape[0], :, :nbi],
-                "text": mixed[: raw["text"].shape[0], :, nbi:],
-            }
+        if self.dcrc is not None and self.cfg.dcrc_on == "stored":
+            raw = self._mix(raw)
         out = {}
         for e, t in raw.items():
             out[e] = cayley(skew(t), self.cfg.cayley, self.cfg.neumann_terms) if e in self.hard else t
+        if self.dcrc is not None and self.cfg.dcrc_on == "rotations":
+            out = self._mix(out)
         if torch.is_grad_enabled() and any(t.requires_grad for t in out.values()):
             # once a backward pass has gone through R its graph is freed: recompute next time
             for t in out.values():
@@ -170,6 +177,14 @@ class HClipMethod(PeftMethod):
         self._split = {e: [t_l.unbind(0) for t_l in t.unbind(0)] for e, t in out.items()}
         self._cache, self._cache_key = out, key
         return out
+
+    def _mix(self, t: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
+        """DCRC over both encoders' tensors, stacked on the block axis (the shallower tower zero-padded)."""
+        L = self.dcrc_layers()
+        padded = [F.pad(t[e], (0, 0, 0, 0, 0, 0, 0, 0, 0, L - t[e].shape[0])) for e in ("image", "text")]
+        mixed = self.dcrc(torch.cat(padded, dim=2))
+        nbi = self.nb["image"]
+        return {"image": mixed[: t["image"].shape[0], :, :nbi], "text": mixed[: t["text"].shape[0], :, nbi:]}
 
     def _invalidate(self, grad):
         self._cache = None
@@ -258,7 +273,10 @@ class HClipConfig(PeftConfig):
     ``exact|neumann``; ``dcrc``: ``None|'paper'|'release'``; ``symmetric``: ``True``/``'both'``,
     ``'image'`` or ``'text'`` (which encoders are adapted; overrides ``encoders``); ``compute``:
     ``auto|activation|weight``; ``train_blocks``: ``False`` freezes the R blocks at their
-    initialisation so that only DCRC trains (the paper's "DCRC only" row, 0.01 M parameters)."""
+    initialisation so that only DCRC trains (the paper's "DCRC only" row, 0.01 M parameters);
+    ``dcrc_on``: ``'stored'`` (release: mix before the Cayley transform) or ``'rotations'``
+    (the paper's wording: mix the transforms; the only reading under which "DCRC only" moves the
+    text tower, see the module docstring)."""
 
     q: Any = 128
     orth: str = "text"
@@ -267,6 +285,7 @@ class HClipConfig(PeftConfig):
     neumann_terms: int = 5
     dcrc: Optional[str] = None
     dcrc_hidden: Optional[int] = None
+    dcrc_on: str = "stored"
     train_blocks: bool = True
     symmetric: Any = None
     compute: str = "auto"
@@ -281,6 +300,8 @@ class HClipConfig(PeftConfig):
             raise ValueError(f"peft.orth (hclip): expected one of {list(ORTH_CHOICES)}, got {self.orth!r}")
         if self.dcrc not in (None, "paper", "release"):
             raise ValueError(f"peft.dcrc (hclip): expected None, 'paper' or 'release', got {self.dcrc!r}")
+        if self.dcrc_on not in ("stored", "rotations"):
+            raise ValueError(f"peft.dcrc_on (hclip): expected 'stored' or 'rotations', got {self.dcrc_on!r}")
         if self.cayley not in ("exact", "neumann"):
             raise ValueError(f"peft.cayley (hclip): expected 'exact' or 'neumann', got {self.cayley!r}")
         if self.compute not in ("auto", "activation", "weight"):

@@ -1,17 +1,10 @@
 """Zero-shot figures of the frozen tiny CLIP: image-level top-1 and dense mIoU, no segmentation training.
 
-Dense feature paths (``DENSE_MODES``):
-
-* ``value``: the last block's value path alone, ``ln_1 -> v-projection ->
-  out_proj``, skipping query-key mixing, residual and MLP (MaskCLIP, Zhou et
-  al., ECCV 2022; ClearCLIP, Lan et al., ECCV 2024); the first prototype's best;
-* ``maskclip``: the value path in place of attention, residual and MLP kept;
-* ``tokens``: the plain final tokens;
-* ``window<k>``: local-window inference (:func:`window_features`), the best on
-  the shipped average-pooled tiny CLIP (figures in docs/synthetic_benchmark.md).
-
-NOTE: this is a compact stand-in; once ``ovbench/models/clip``'s wrapper exposes
-dense features for the tiny CLIP, this module should call it instead.
+Dense feature paths: ``DENSE_MODES`` of :mod:`ovbench.models.clip.dense`, the one
+implementation the CLIP wrapper's ``dense=`` uses too (``maskclip``: MaskCLIP's path, residual
+and MLP kept; ``value``: the value path alone; ``last``: the plain final tokens;
+``window<k>``: local-window inference, the best on the shipped average-pooled tiny CLIP,
+figures in docs/synthetic_benchmark.md and reports/zeroshot/).
 
 IoU arithmetic is :class:`ovbench.evaluation.OpenVocabIoUMetric` (MMSeg's), and
 the datasets are read through :class:`ovbench.data.OVSegDataset`, i.e. exactly
@@ -28,9 +21,8 @@ import ovbench  # noqa: F401
 from ovbench.data.synth.captions import PROMPT, TEMPLATES
 from ovbench.data.synth.render import render_scene
 from ovbench.data.synth.world import all_classes, dataset_specs, held_out_of_pretraining, segmentation_unseen
+from ovbench.models.clip.dense import DENSE_MODES, check_dense_mode, dense_tokens, normalize_map, run_blocks  # noqa: F401
 from ovbench.pretrain.train import to_tensor
-
-DENSE_MODES = ("value", "maskclip", "tokens", "window3", "window5")
 
 
 #: prompt set used for class embeddings: "single" = PROMPT only, "ensemble" = mean over the
@@ -52,74 +44,17 @@ def text_embeddings(model, tokenizer, classes: Sequence[str], prompts: str = "si
 
 
 def dense_features(model, x, mode: str = "value"):
-    """Per-patch embeddings in the joint space, ``B x D x h x w`` (L2-normalised)."""
+    """Per-patch embeddings in the joint space, ``B x D x h x w`` (L2-normalised), of an open_clip
+    model at its native input size (:func:`ovbench.models.clip.dense.dense_tokens`)."""
     import torch
-    import torch.nn.functional as F
 
     v = model.visual
-    if mode.startswith("window"):
-        return window_features(model, x, int(mode[len("window"):]))
+    check_dense_mode(mode, "dense mode")
     with torch.no_grad():
         t = v._embeds(x)
-        blocks = v.transformer.resblocks
-        for blk in blocks[:-1]:
-            t = blk(t)
-        last = blocks[-1]
-        if mode == "tokens":
-            t = last(t)
-        else:
-            attn = last.attn
-            d = t.shape[-1]
-            val = F.linear(last.ln_1(t), attn.in_proj_weight[2 * d:], attn.in_proj_bias[2 * d:])
-            val = attn.out_proj(val)
-            if mode == "maskclip":  # value path replaces attention, residual and MLP kept
-                t = t + last.ls_1(val)
-                t = t + last.ls_2(last.mlp(last.ln_2(t)))
-            elif mode == "value":
-                t = val
-            else:
-                raise ValueError(f"dense mode {mode!r}: expected one of {DENSE_MODES}")
-        t = v.ln_post(t[:, 1:])
-        if v.proj is not None:
-            t = t @ v.proj
-        t = F.normalize(t, dim=-1)
-        b, n, dim = t.shape
-        side = int(round(n ** 0.5))
-        return t.transpose(1, 2).reshape(b, dim, side, side)
-
-
-def window_features(model, x, k: int = 3, chunk: int = 4096):
-    """Dense features by local-window inference: each patch's embedding is the image tower's own pooled
-    embedding of the sequence holding only the k x k patch tokens around it (plus the class token).
-
-    Attention can then mix only local tokens, so the output describes the neighbourhood, and it lies
-    where the model was trained to put image embeddings (the average-pooled, projected output). Dropping
-    tokens at inference is what FLIP-style patch dropout does in training (Li et al., CVPR 2023); no
-    segmentation training and no extra parameters. Windows are clamped at the border.
-    """
-    import torch
-    import torch.nn.functional as F
-
-    v = model.visual
-    with torch.no_grad():
-        t = v._embeds(x)  # B x (1 + h*w) x width, positional embeddings already added
-        b, n, width = t.shape
-        side = int(round((n - 1) ** 0.5))
-        r = k // 2
-        ys, xs = torch.meshgrid(torch.arange(side), torch.arange(side), indexing="ij")
-        offs = torch.arange(-r, r + 1)
-        wy = (ys.reshape(-1, 1, 1) + offs.view(1, -1, 1)).clamp(0, side - 1)
-        wx = (xs.reshape(-1, 1, 1) + offs.view(1, 1, -1)).clamp(0, side - 1)
-        idx = 1 + (wy * side + wx).reshape(side * side, k * k)  # (h*w) x k*k token indices
-        seq = torch.cat([t[:, :1].unsqueeze(1).expand(b, side * side, 1, width), t[:, idx]], dim=2)
-        seq = seq.reshape(b * side * side, 1 + k * k, width)
-        outs = []
-        for s in range(0, seq.shape[0], chunk):
-            y = v.transformer(seq[s: s + chunk])
-            pooled, _ = v._pool(y)
-            outs.append(pooled @ v.proj if v.proj is not None else pooled)
-        f = F.normalize(torch.cat(outs), dim=-1).reshape(b, side, side, -1)
-        return f.permute(0, 3, 1, 2).contiguous()
+        x_last_in, x_out, _ = run_blocks(v.transformer, t)
+        grid = tuple(v.grid_size)
+        return normalize_map(dense_tokens(v, mode, t, x_last_in, x_out, grid), grid)
 
 
 def classification_top1(model, tokenizer, per_class: int = 20, seed: int = 0, size: int = 64,

@@ -26,7 +26,10 @@ model = dict(
         pretrained='synth',
         peft=dict(type='frozen'),
         templates='a scene with {}.',  # the tiny CLIP's pretraining caption template
-        dense='maskclip',  # MaskCLIP's value path for mask pooling (Zhou et al. 2022)
+        # mask pooling over dense='value' (the value path alone; ovbench/models/clip/dense.py):
+        # the path reports/fisa_bottleneck was run with (then misnamed 'maskclip'), kept so that
+        # report stays comparable until the multi-seed re-run; 'maskclip' is an untested switch here
+        dense='value',
     ),
     mask_generator=dict(
         type='QueryMaskGenerator', num_queries=16, channels=(16, 32, 48, 64), mask_feature_dim=32,

@@ -3,12 +3,12 @@
 * Builds any open_clip ViT by name + ``pretrained`` (tag or local file), or from
   an explicit ``model_cfg`` (``open_clip.CLIP`` kwargs, e.g. the tiny model of
   the synthetic benchmark); ``pretrained=None`` gives random weights.
-* Image side: dense patch embeddings in the joint space, either MaskCLIP's
-  (Zhou et al., ECCV 2022) last-block value path -- ``out_proj(v_proj(ln_1(x)))``
-  of the last block, no query-key attention, residual or MLP, then ``ln_post``
-  and ``proj`` -- or the plain last-layer tokens through ``ln_post`` and
-  ``proj``; intermediate block outputs on request; any input size (the
-  position embeddings are bicubically interpolated to the patch grid).
+* Image side: dense patch embeddings in the joint space by one of the paths of
+  :mod:`ovbench.models.clip.dense` (``dense=``): ``'maskclip'`` (MaskCLIP's: the value
+  path replaces the last block's attention, residual and MLP kept), ``'value'`` (the
+  value path alone, the core of SCLIP/ClearCLIP), ``'last'`` (plain final tokens) or
+  ``'window<k>'`` (local-window inference); intermediate block outputs on request; any
+  input size (the position embeddings are bicubically interpolated to the patch grid).
 * Text side: a *trainable* encoder (unlike MMSeg's ``CLIPTextEncoder``, which
   freezes itself under ``no_grad``), prompt templates averaged per class, and
   class embeddings cached when, and only when, no text-side parameter trains.
@@ -22,8 +22,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ovbench.models.clip.dense import check_dense_mode, dense_tokens, global_embedding, project, run_blocks
 from ovbench.models.clip.templates import resolve_templates
-from ovbench.peft import apply_peft, get_peft_method, merge_peft, site_linear
+from ovbench.peft import apply_peft, get_peft_method, merge_peft
 from ovbench.peft.base import encoder_of_param
 
 
@@ -55,8 +56,7 @@ class OVCLIP(nn.Module):
         super().__init__()
         import open_clip
 
-        if dense not in ("maskclip", "last"):
-            raise ValueError(f"OVCLIP.dense: expected 'maskclip' or 'last', got {dense!r}")
+        check_dense_mode(dense, "OVCLIP.dense")
         self.clip = build_open_clip(model_name, pretrained, model_cfg)
         if not hasattr(self.clip, "visual") or not hasattr(self.clip.visual, "transformer"):
             raise TypeError(f"OVCLIP: {model_name} is not a ViT CLIP model")
@@ -125,45 +125,18 @@ class OVCLIP(nn.Module):
         x = x + self._pos_embed(gh, gw).to(x.dtype)
         x = visual.patch_dropout(x)
         x = visual.ln_pre(x)
-        transformer = visual.transformer
-        bf = getattr(transformer, "batch_first", True)
-        blocks = transformer.resblocks
-        n = len(blocks)
-        feats = {}
-        want = {i + n if i < 0 else i for i in out_indices}
-        x_last_in = None
-        for i, blk in enumerate(blocks):
-            if i == n - 1:
-                x_last_in = x
-            x = blk(x if bf else x.transpose(0, 1))
-            x = x if bf else x.transpose(0, 1)
-            if i in want:
-                feats[i] = x[:, 1:].transpose(1, 2).reshape(b, -1, gh, gw)
-        pooled = self._global_embedding(x)
-        tokens = x[:, 1:]
-        if dense == "maskclip":
-            last = blocks[n - 1]
-            y = last.ln_1(x_last_in[:, 1:])
-            tokens = site_linear(last, "out", site_linear(last, "v", y))
-        tokens = visual.ln_post(tokens)
-        if visual.proj is not None:
-            pooled = pooled @ visual.proj
-            tokens = tokens @ visual.proj
+        n = len(visual.transformer.resblocks)
+        want = sorted({i + n if i < 0 else i for i in out_indices})
+        x_last_in, x_out, feats = run_blocks(visual.transformer, x, want)
+        pooled = project(visual, global_embedding(visual, x_out))
+        tokens = dense_tokens(visual, check_dense_mode(dense, "OVCLIP.encode_image(dense=)"), x, x_last_in, x_out,
+                              (gh, gw))
         if self.normalize:
             pooled = F.normalize(pooled, dim=-1)
             tokens = F.normalize(tokens, dim=-1)
         dense_map = tokens.transpose(1, 2).reshape(b, -1, gh, gw)
-        return {"cls": pooled, "dense": dense_map, "features": [feats[i] for i in sorted(feats)]}
-
-    def _global_embedding(self, x: torch.Tensor) -> torch.Tensor:
-        """The image embedding before ``proj``, pooled as the model itself pools (open_clip's
-        ``VisionTransformer``: class token for 'tok', mean of patch tokens for 'avg')."""
-        visual = self.clip.visual
-        if getattr(visual, "attn_pool", None) is not None:
-            raise NotImplementedError("OVCLIP: attentional-pooling vision towers (CoCa) are not supported")
-        if getattr(visual, "final_ln_after_pool", False):
-            return visual.ln_post(visual._global_pool(x)[0])
-        return visual._global_pool(visual.ln_post(x))[0]
+        features = [feats[i][:, -gh * gw:].transpose(1, 2).reshape(b, -1, gh, gw) for i in want]
+        return {"cls": pooled, "dense": dense_map, "features": features}
 
     # ------------------------------------------------------------------ text
     def tokenize(self, texts: List[str]) -> torch.Tensor:

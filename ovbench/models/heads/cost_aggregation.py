@@ -6,9 +6,11 @@ ovbench's own:
 1. cost volume: cosine similarity of every dense image embedding with every
    class embedding, ``[B, C, h, w]``, embedded per class by a 7x7 conv;
 2. ``num_layers`` x (spatial aggregation, class aggregation):
-   * spatial: windowed self-attention (Swin-style, shifted windows on odd
-     layers) over each class's cost map; queries and keys also see projected
-     CLIP image features ("appearance guidance");
+   * spatial: two Swin blocks (Liu et al., ICCV 2021) over each class's cost
+     map, as in CAT-Seg's spatial aggregation: W-MSA, then SW-MSA shifted by
+     half a window with Swin's attention mask, so that after the cyclic shift
+     no token attends across the image border; queries and keys also see
+     projected CLIP image features ("appearance guidance");
    * class: linear attention (Katharopoulos et al., 2020) across the C classes
      at every pixel; queries and keys also see projected text embeddings. No
      positional encoding over classes, so the output is permutation-equivariant
@@ -19,7 +21,7 @@ ovbench's own:
 """
 from __future__ import annotations
 
-from typing import List, Optional, Sequence
+from typing import Any, List, Optional, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -31,8 +33,11 @@ class _MLP(nn.Sequential):
         super().__init__(nn.LayerNorm(dim), nn.Linear(dim, dim * ratio), nn.GELU(), nn.Linear(dim * ratio, dim))
 
 
-class SpatialAggregation(nn.Module):
-    """Windowed self-attention over each class's cost map, guided by image features."""
+class SwinBlock(nn.Module):
+    """One Swin block over each class's cost map: (shifted) window self-attention + MLP, guided by image
+    features. ``shift=True``: SW-MSA -- the map is rolled by ``window // 2`` and every token attends only
+    to tokens of its own shifted window (Swin's attention mask), never to the tokens the roll brought in
+    from the opposite border."""
 
     def __init__(self, dim: int, guidance_dim: int, num_heads: int, window: int, shift: bool) -> None:
         super().__init__()
@@ -57,36 +62,76 @@ class SpatialAggregation(nn.Module):
         x = x + self.proj(out)
         return x + self.mlp(x)
 
+    def _geometry(self, h: int, w: int) -> Tuple[int, int]:
+        """Window size and shift for an ``h x w`` map: as in Swin, a map no larger than one window is one
+        unshifted window."""
+        if min(h, w) <= self.window:
+            return min(h, w), 0
+        return self.window, self.shift
+
     def _window_attention(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
         b, c, h, w, d = q.shape
-        ws = min(self.window, h, w)
+        ws, shift = self._geometry(h, w)
         pad_h, pad_w = (-h) % ws, (-w) % ws
-        shift = self.shift if ws == self.window else 0
+        hp, wp = h + pad_h, w + pad_w
 
         def to_windows(t: torch.Tensor) -> torch.Tensor:
-            t = t.reshape(b * c, h, w, d)
+            t = F.pad(t.reshape(b * c, h, w, d), (0, 0, 0, pad_w, 0, pad_h))  # pad, then roll (as mmseg's Swin)
             if shift:
                 t = torch.roll(t, (-shift, -shift), dims=(1, 2))
-            t = F.pad(t, (0, 0, 0, pad_w, 0, pad_h))
-            hp, wp = t.shape[1:3]
             t = t.reshape(b * c, hp // ws, ws, wp // ws, ws, self.num_heads, d // self.num_heads)
             return t.permute(0, 1, 3, 5, 2, 4, 6).reshape(-1, self.num_heads, ws * ws, d // self.num_heads)
 
         qw, kw, vw = to_windows(q), to_windows(k), to_windows(v)
         mask = None
-        if pad_h or pad_w:  # padded tokens must not be attended to
-            valid = torch.zeros(h + pad_h, w + pad_w, dtype=torch.bool, device=q.device)
-            valid[:h, :w] = True
-            valid = valid.reshape((h + pad_h) // ws, ws, (w + pad_w) // ws, ws).permute(0, 2, 1, 3)
-            valid = valid.reshape(1, -1, 1, 1, ws * ws)
-            mask = valid.expand(b * c, -1, 1, 1, -1).reshape(-1, 1, 1, ws * ws)
+        if shift or pad_h or pad_w:
+            mask = window_mask(h, w, ws, shift, q.device)  # [nW, ws*ws, ws*ws]
+            mask = mask[None].expand(b * c, -1, -1, -1).reshape(-1, 1, ws * ws, ws * ws)
         out = F.scaled_dot_product_attention(qw, kw, vw, attn_mask=mask)
-        hp, wp = h + pad_h, w + pad_w
         out = out.reshape(b * c, hp // ws, wp // ws, self.num_heads, ws, ws, d // self.num_heads)
-        out = out.permute(0, 1, 4, 2, 5, 3, 6).reshape(b * c, hp, wp, d)[:, :h, :w]
+        out = out.permute(0, 1, 4, 2, 5, 3, 6).reshape(b * c, hp, wp, d)
         if shift:
             out = torch.roll(out, (shift, shift), dims=(1, 2))
-        return out.reshape(b, c, h, w, d)
+        return out[:, :h, :w].reshape(b, c, h, w, d)
+
+
+def window_mask(h: int, w: int, ws: int, shift: int, device: Any = None) -> torch.Tensor:
+    """``[nW, ws*ws, ws*ws]`` bool (True = may attend) for the windows of the padded, then rolled map.
+
+    Swin's attention mask, written for any size: the map is padded to a multiple of ``ws``, so the
+    shifted windows are Swin's partition of the padded map (rows ``[0, shift)`` form their own
+    region, then ``[shift, shift + ws)``, ...). Each rolled position is labelled with the region of
+    the padded row/column it holds; padding gets -1. A query attends to keys of its own label only;
+    padded queries attend to themselves (their outputs are dropped), so no row is empty.
+    """
+    hp, wp = h + (-h) % ws, w + (-w) % ws
+
+    def labels(n: int, n_pad: int) -> torch.Tensor:
+        orig = (torch.arange(n_pad, device=device) + shift) % n_pad  # the padded row/column a rolled position holds
+        lab = torch.div(orig - shift, ws, rounding_mode="floor") + 1  # 0 = the part before the first shift
+        return torch.where(orig < n, lab, torch.full_like(lab, -1))
+
+    ly, lx = labels(h, hp), labels(w, wp)
+    n_lab = int(lx.max()) + 2
+    valid = (ly[:, None] >= 0) & (lx[None] >= 0)
+    ids = torch.where(valid, ly[:, None] * n_lab + lx[None], torch.full((hp, wp), -1, device=device))
+    ids = ids.reshape(hp // ws, ws, wp // ws, ws).permute(0, 2, 1, 3).reshape(-1, ws * ws)
+    same = (ids[:, :, None] == ids[:, None, :]) & (ids[:, None, :] >= 0)
+    return same | torch.eye(ws * ws, dtype=torch.bool, device=device)
+
+
+class SpatialAggregation(nn.Module):
+    """CAT-Seg's spatial aggregation layer: two Swin blocks over each class's cost map, W-MSA then SW-MSA
+    (shifted by half a window, masked), both guided by the same image features."""
+
+    def __init__(self, dim: int, guidance_dim: int, num_heads: int, window: int) -> None:
+        super().__init__()
+        self.blocks = nn.ModuleList(SwinBlock(dim, guidance_dim, num_heads, window, shift) for shift in (False, True))
+
+    def forward(self, x: torch.Tensor, guidance: Optional[torch.Tensor]) -> torch.Tensor:
+        for blk in self.blocks:
+            x = blk(x, guidance)
+        return x
 
 
 class ClassAggregation(nn.Module):
@@ -155,7 +200,8 @@ class CostAggregator(nn.Module):
     Args:
         embed_dim: joint image-text embedding width (CLIP ``output_dim``).
         clip_width: width of the CLIP image transformer (for intermediate features).
-        hidden_dim, num_layers, num_heads, window: aggregation transformer (CAT-Seg B/16: 128, 2, 4, 12).
+        hidden_dim, num_layers, num_heads, window: aggregation transformer (CAT-Seg B/16: 128, 2, 4, 12); each
+            layer = spatial aggregation (two Swin blocks) + class aggregation.
         appearance_guidance_dim, text_guidance_dim: projections of CLIP features into q/k (0 disables).
         decoder_dims: channels of the two x2 upsampling stages.
         decoder_guidance_dims: projections of the intermediate CLIP layers fed to each stage (0 disables).
@@ -181,8 +227,8 @@ class CostAggregator(nn.Module):
         self.appearance = nn.Linear(embed_dim, appearance_guidance_dim) if appearance_guidance_dim else None
         self.text = nn.Linear(embed_dim, text_guidance_dim) if text_guidance_dim else None
         self.layers = nn.ModuleList()
-        for i in range(num_layers):
-            self.layers.append(SpatialAggregation(hidden_dim, appearance_guidance_dim, num_heads, window, i % 2 == 1))
+        for _ in range(num_layers):
+            self.layers.append(SpatialAggregation(hidden_dim, appearance_guidance_dim, num_heads, window))
             self.layers.append(ClassAggregation(hidden_dim, text_guidance_dim, num_heads))
         self.guidance_proj = nn.ModuleList(
             nn.Conv2d(clip_width, g, 1) if g else nn.Identity() for g in decoder_guidance_dims

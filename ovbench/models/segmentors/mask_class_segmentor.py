@@ -35,8 +35,11 @@ Bottleneck-analysis modes (``test_cfg['extra_modes']``), each written as
 * ``'oracle_masks'``: the sample's ground-truth segments (every non-void one, crowd
   included) replace the proposals, objectness 1, classified by the model as usual;
 * ``'oracle_classes'``: the binarised proposals are matched to the ground-truth segments
-  (Hungarian on IoU, pairs with IoU > ``oracle_match_iou``); a matched proposal gets its
-  segment's class with probability 1, an unmatched one is void.
+  (Hungarian on IoU, pairs with IoU > ``oracle_match_iou``, default 0.5: FISA's reading,
+  "Hungarian or IoU > 0.5", which coincide there since IoU > 0.5 matches are unique); a
+  matched proposal gets its segment's class with probability 1, an unmatched one is void.
+  ``oracle_match_iou=0.0`` (before issue 13) also hands the true class to proposals that
+  barely overlap their segment.
 
 Both need the ground truth in the data samples; without it (``mmseg.apis.inference_model``)
 they are skipped with a warning.
@@ -72,7 +75,7 @@ TEST_DEFAULTS = dict(
     overlap_threshold=0.8,
     objectness_threshold=0.0,
     mask_threshold=0.5,
-    oracle_match_iou=0.0,
+    oracle_match_iou=0.5,
     extra_modes=(),
 )
 
@@ -125,7 +128,7 @@ class OVMaskClassSegmentor(OpenVocabularyMixin, BaseSegmentor):
             ``overlap_threshold`` (0.8, Mask2Former's); ``objectness_threshold`` (0.0):
             proposals with ``sigmoid(objectness)`` below it are dropped before both semantic and
             panoptic inference; ``mask_threshold`` (0.5): binarisation of masks;
-            ``oracle_match_iou`` (0.0); ``extra_modes``: a subset of
+            ``oracle_match_iou`` (0.5, the paper's reading; must be in [0, 1)); ``extra_modes``: a subset of
             ``('oracle_masks', 'oracle_classes')``.
         data_preprocessor, init_cfg: as for any MMSeg segmentor.
     """
@@ -234,6 +237,9 @@ class OVMaskClassSegmentor(OpenVocabularyMixin, BaseSegmentor):
             raise ValueError("OVMaskClassSegmentor: 'oracle_masks' cannot use an in_vocab_head with use_queries=True "
                              "(ground-truth masks have no generator query)")
         self.test_cfg["extra_modes"] = modes
+        if not 0.0 <= float(self.test_cfg["oracle_match_iou"]) < 1.0:
+            raise ValueError("OVMaskClassSegmentor.test_cfg.oracle_match_iou: expected 0 <= IoU < 1 (0.5: FISA's "
+                             f"'IoU > 0.5' reading), got {self.test_cfg['oracle_match_iou']!r}")
         self.align_corners = False
         self._class_names = tuple(class_names) if class_names else None
         self._thing_seen: Dict[str, bool] = {}  # fallback: class -> isthing, read from ground truth
