@@ -78,7 +78,7 @@ def run(args: argparse.Namespace) -> int:
     except KeyError as e:
         print(f"error: study not found in the storage: {e}", file=sys.stderr)
         return 2
-    except st.StudyMismatch as e:
+    except (st.StudyMismatch, st.StorageError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     print(texts[args.format[0]])

@@ -66,7 +66,7 @@ def summarize(spec: AblationSpec, opts: ex.RunOptions, elapsed: float) -> int:
     failed = sum(1 for t in study.get_trials(deepcopy=False) if t.state.name == "FAIL")
     elsewhere = f", {busy} still running in other workers" if busy else ""
     print(f"study {opts.study_name}: {done}/{total} complete{elsewhere}, {failed} failed trial(s) recorded, "
-          f"{elapsed:.1f} s; storage {opts.storage_url}")
+          f"{elapsed:.1f} s; storage {st.display_url(opts.storage_url)}")
     return 0 if done + busy >= total else 1
 
 
@@ -74,7 +74,7 @@ def run(args: argparse.Namespace, create: bool = True) -> int:
     start = time.time()
     try:
         spec, opts = prepare(args, create=create)
-    except (SpecError, st.StudyMismatch) as e:
+    except (SpecError, st.StudyMismatch, st.StorageError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     ex.run_spec(spec, opts)

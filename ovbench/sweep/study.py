@@ -45,6 +45,10 @@ class StudyMismatch(RuntimeError):
     """The ablation file changed since the study was created (its content hash differs)."""
 
 
+class StorageError(RuntimeError):
+    """The storage cannot be opened (driver missing, server unreachable, bad credentials); no password inside."""
+
+
 # ----------------------------------------------------------------------------- storage
 
 
@@ -57,6 +61,24 @@ def default_storage_url(work_root: Path) -> str:
     return f"sqlite:///{work_root / 'optuna.db'}"
 
 
+def display_url(url: str) -> str:
+    """The storage URL as it may be printed or logged: a password becomes ``***``.
+
+    Users type ``postgresql://user:pw@host/db``; every line ovbench prints that
+    names the storage (the run summary, errors) goes through this.
+    """
+    if "://" not in url or "@" not in url:
+        return url  # sqlite:///path, journal:PATH: no credentials
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except (ArgumentError, ValueError):  # not an SQLAlchemy URL: hide whatever stands before the '@'
+        scheme, rest = url.split("://", 1)
+        return f"{scheme}://***@{rest.rsplit('@', 1)[1]}"
+
+
 def open_storage(url: str) -> optuna.storages.BaseStorage:
     """An optuna storage from a URL: any SQLAlchemy URL, or ``journal:PATH`` for a journal file."""
     if url.startswith("journal:"):
@@ -65,11 +87,33 @@ def open_storage(url: str) -> optuna.storages.BaseStorage:
         path = url[len("journal:"):]
         Path(path).parent.mkdir(parents=True, exist_ok=True)
         return JournalStorage(JournalFileBackend(path))
+    from sqlalchemy.exc import SQLAlchemyError
+
     engine_kwargs: Dict[str, Any] = {}
     if url.startswith("sqlite:///"):
         Path(url[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
         engine_kwargs = {"connect_args": {"timeout": 120}}
-    return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs)
+    try:
+        return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs)
+    except ImportError as e:
+        raise StorageError(f"storage {display_url(url)}: its database driver is missing ({e}). For postgresql:// "
+                           "install psycopg 3: pip install 'psycopg[binary]' (make venv installs it)") from None
+    except SQLAlchemyError as e:  # unreachable server, bad credentials, missing database
+        reason = str(getattr(e, "orig", None) or e).strip()
+        raise StorageError(f"cannot open storage {display_url(url)}: {_hide_password(reason, url)}") from None
+
+
+def _hide_password(text: str, url: str) -> str:
+    """``text`` with the URL's password (if any) replaced: a driver may echo connection parameters."""
+    if "@" not in url:
+        return text
+    from sqlalchemy.engine import make_url
+
+    try:
+        password = make_url(url).password
+    except Exception:
+        return text
+    return text.replace(str(password), "***") if password else text
 
 
 def study_name_for(spec: AblationSpec, new_study: bool) -> str:
