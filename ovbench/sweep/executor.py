@@ -27,6 +27,7 @@ from optuna.trial import TrialState
 
 from ovbench.sweep import datasets as ds_registry
 from ovbench.sweep import study as st
+from ovbench.sweep.curves import LossCurve
 from ovbench.sweep.spec import AblationSpec
 
 
@@ -217,8 +218,18 @@ def worker_loop(spec: AblationSpec, opts: RunOptions, roots: Dict[str, str], pro
             return ran
         tid = claim.trial._trial_id
         number = claim.trial.number
-        result = run_subprocess(trial_request(spec, claim, roots), opts, lambda: st.heartbeat(storage, tid),
+        curve = LossCurve(storage, tid, Path(claim.work_dir) / "trial.log")
+
+        def beat() -> None:
+            st.heartbeat(storage, tid)
+            curve.report()
+
+        result = run_subprocess(trial_request(spec, claim, roots), opts, beat,
                                 lambda text: progress.trial(number, text), worker_index)
+        try:
+            curve.report()  # the losses logged since the last heartbeat, while the trial is still RUNNING
+        except Exception:  # a learning curve is an extra: never lose the result for it
+            pass
         progress.trial(number, None)
         state = st.record_result(study, claim.trial, result, spec.objective_metric)
         progress.finished(summary_line(spec, claim, result, state), advance=state == TrialState.COMPLETE)

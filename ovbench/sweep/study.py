@@ -20,10 +20,12 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import math
 import os
 import socket
 import time
 import uuid
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Set, Tuple
@@ -131,6 +133,9 @@ def open_study(spec: AblationSpec, storage: optuna.storages.BaseStorage, name: s
         study = optuna.load_study(storage=storage, study_name=name)
     stored = study.user_attrs.get("spec_hash")
     if stored is None:
+        with warnings.catch_warnings():  # experimental since optuna 3.2, still the one public way
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            study.set_metric_names([spec.objective_metric])  # dashboards name the objective, not "Objective 0"
         study.set_user_attr("spec_hash", spec.content_hash)
         study.set_user_attr("spec", spec.defining())
         study.set_user_attr("spec_path", spec.path)
@@ -313,6 +318,9 @@ def record_result(study: optuna.Study, trial: FrozenTrial, result: Dict[str, Any
                 "status", "predictions"):
         if key in result:
             storage.set_trial_user_attr(tid, key, result[key])
+    for key, number in flat_metrics(result).items():  # one number each: dashboards sort and plot these
+        if isinstance(number, (int, float)) and not isinstance(number, bool) and math.isfinite(number):
+            storage.set_trial_user_attr(tid, key, number)
     state = TrialState.COMPLETE if ok else TrialState.FAIL
     try:
         study.tell(trial.number, value if ok else None, state=state, skip_if_finished=True)
