@@ -182,14 +182,15 @@ class Progress:
             if self.bar is not None:
                 self.bar.set_postfix_str(" ".join(f"t{n}:{t}" for n, t in sorted(self.running.items())))
 
-    def finished(self, line: str, advance: bool) -> None:
+    def finished(self, line: str, done: int) -> None:
+        """Print a trial's line; the bar shows ``done``, the study's count (other processes' trials too)."""
         with self.lock:
             if self.bar is None:
                 print(line, flush=True)
                 return
             self.bar.write(line)
-            if advance:
-                self.bar.update(1)
+            if done > self.bar.n:
+                self.bar.update(done - self.bar.n)
 
     def close(self) -> None:
         if self.bar is not None:
@@ -232,7 +233,7 @@ def worker_loop(spec: AblationSpec, opts: RunOptions, roots: Dict[str, str], pro
             pass
         progress.trial(number, None)
         state = st.record_result(study, claim.trial, result, spec.objective_metric)
-        progress.finished(summary_line(spec, claim, result, state), advance=state == TrialState.COMPLETE)
+        progress.finished(summary_line(spec, claim, result, state), st.progress_counts(study, spec, opts.grace_s)[0])
         ran.append(claim.trial.number)
 
 
