@@ -9,6 +9,7 @@ with the install command (see tests/postgres_server.py); it is never skipped.
 from __future__ import annotations
 
 import collections
+import re
 import shutil
 import subprocess
 import sys
@@ -34,6 +35,7 @@ overrides:
   train_cfg.max_iters: 2
   train_cfg.val_interval: 1000
   default_hooks.checkpoint.interval: 1000
+  default_hooks.logger.interval: 1
 work_dir: {work}
 executor: {{type: local, workers: 1, timeout_min: 5}}
 """
@@ -50,7 +52,7 @@ def test_two_runs_share_a_postgresql_study_and_report_reads_it(tmp_path, monkeyp
     spec = tmp_path / "pg.yaml"
     spec.write_text(SPEC.format(work=tmp_path / "work"))
     with private_postgres() as url:
-        cmd = ovbench("run", str(spec), "--storage", url, "--no-progress", "--heartbeat", "1")
+        cmd = ovbench("run", str(spec), "--storage", url, "--heartbeat", "1")
         first = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         time.sleep(2)
         second = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
@@ -64,6 +66,15 @@ def test_two_runs_share_a_postgresql_study_and_report_reads_it(tmp_path, monkeyp
         for out in outs:  # the summary names the storage, password masked
             assert "/3 complete" in out and "postgresql://ovbench:***@127.0.0.1" in out, out
         assert any("study pg: 3/3 complete" in out for out in outs), outs  # the last one to finish
+        assert any("pg: 3/3 trial" in out for out in outs), outs  # its progress line counts the study
+        ran = [re.search(r"this command \(pid \d+ on .+\) ran trial\(s\): (.*)", out).group(1) for out in outs]
+        assert sorted(int(n) for r in ran for n in r.split(", ") if n != "none") == [0, 1, 2], ran
+
+        assert study.metric_names == ["toy/mIoU"]  # what optuna-dashboard shows, through optuna's API
+        for t in trials:
+            assert isinstance(t.user_attrs["toy/mIoU"], float) and t.user_attrs["toy/mIoU"] == t.value
+            assert isinstance(t.user_attrs["trainable_params"], int) and t.user_attrs["trainable_params"] > 0
+            assert sorted(t.intermediate_values) == [1, 2], t.intermediate_values  # the loss every iteration
 
         rep = subprocess.run(ovbench("report", "pg", "--storage", url, "--out", str(tmp_path / "reports"),
                                      "--format", "md", "csv", "--no-plots"),
