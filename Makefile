@@ -11,7 +11,7 @@ STAMP := $(VENV)/.ovbench-installed
 ABLATION ?= ablations/block_size.yaml
 PYTEST_ARGS ?=
 
-.PHONY: venv run regress test test-fast env constraints clean-venv
+.PHONY: venv run regress test test-slurm test-fast env constraints clean-venv
 
 venv: $(STAMP)
 
@@ -40,6 +40,10 @@ regress: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# A real single-node SLURM (tools/slurm-local.sh; apt-get install slurmctld slurmd slurm-client munge).
+test-slurm: $(STAMP)
+	$(BIN)/python -m pytest -m slurm $(PYTEST_ARGS)
 
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)

@@ -293,6 +293,12 @@ def run_slurm(spec: AblationSpec, opts: RunOptions, executor: Any = None) -> Lis
         executor.update_parameters(**params)
     prepare_datasets(spec)
     jobs = executor.map_array(_slurm_worker, [spec.path] * max(1, opts.workers), [opts] * max(1, opts.workers))
+    from ovbench.sweep import slurm_watch
+
+    study = optuna.load_study(storage=st.open_storage(opts.storage_url), study_name=opts.study_name)
+    progress = Progress(*st.progress_counts(study, spec, opts.grace_s), opts.progress, spec.study)
+    slurm_watch.watch(jobs, spec, study, progress, opts.heartbeat_s, opts.grace_s)  # no sacct polling
+    progress.close()
     ran: List[int] = []
     for job in jobs:
         ran.extend(job.result())
