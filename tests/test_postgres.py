@@ -91,3 +91,17 @@ def test_two_runs_share_a_postgresql_study_and_report_reads_it(tmp_path, monkeyp
     logs = [p.read_text(errors="replace") for p in (tmp_path / "work").rglob("*.log")]
     for text in [*outs, rep.stdout, rep.stderr, *written, *logs]:
         assert PASSWORD not in text
+
+
+def test_processes_opening_a_fresh_database_together_all_succeed():
+    """Runs started together race to create optuna's tables on an empty database (PostgreSQL reports
+    "... already exists"); every opener must still get the storage."""
+    code = ("import sys, time; from ovbench.sweep import study as st; "
+            "t = float(sys.argv[2]); time.sleep(max(0.0, t - time.time())); st.open_storage(sys.argv[1]); print('ok')")
+    with private_postgres() as url:
+        start = time.time() + 8.0  # past every child's import time: they open at once
+        procs = [subprocess.Popen([sys.executable, "-c", code, url, str(start)], cwd=REPO, stdout=subprocess.PIPE,
+                                  stderr=subprocess.STDOUT, text=True) for _ in range(4)]
+        outs = [p.communicate(timeout=120)[0] for p in procs]
+    assert all(p.returncode == 0 and out.strip().endswith("ok") for p, out in zip(procs, outs)), outs
+    assert not any(PASSWORD in out for out in outs)

@@ -41,6 +41,7 @@ optuna.logging.set_verbosity(optuna.logging.WARNING)
 HEARTBEAT_KEY = "ovbench:heartbeat"
 OWNER_KEY = "ovbench:owner"
 LOCK_TIMEOUT_S = 120.0
+SCHEMA_RACE_RETRIES = 5
 
 
 class StudyMismatch(RuntimeError):
@@ -89,20 +90,33 @@ def open_storage(url: str) -> optuna.storages.BaseStorage:
         path = url[len("journal:"):]
         Path(path).parent.mkdir(parents=True, exist_ok=True)
         return JournalStorage(JournalFileBackend(path))
-    from sqlalchemy.exc import SQLAlchemyError
+    from sqlalchemy.exc import IntegrityError, ProgrammingError, SQLAlchemyError
 
     engine_kwargs: Dict[str, Any] = {}
     if url.startswith("sqlite:///"):
         Path(url[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
         engine_kwargs = {"connect_args": {"timeout": 120}}
-    try:
-        return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs)
-    except ImportError as e:
-        raise StorageError(f"storage {display_url(url)}: its database driver is missing ({e}). For postgresql:// "
-                           "install psycopg 3: pip install 'psycopg[binary]' (make venv installs it)") from None
-    except SQLAlchemyError as e:  # unreachable server, bad credentials, missing database
-        reason = str(getattr(e, "orig", None) or e).strip()
-        raise StorageError(f"cannot open storage {display_url(url)}: {_hide_password(reason, url)}") from None
+    for attempt in range(SCHEMA_RACE_RETRIES + 1):
+        try:
+            return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs)
+        except ImportError as e:
+            raise StorageError(f"storage {display_url(url)}: its database driver is missing ({e}). For "
+                               "postgresql:// install psycopg 3: pip install 'psycopg[binary]' (make venv "
+                               "installs it)") from None
+        except (IntegrityError, ProgrammingError) as e:
+            # PostgreSQL: processes opening a fresh database together race to create optuna's
+            # tables ("... already exists"); once one has, opening again succeeds
+            if attempt == SCHEMA_RACE_RETRIES:
+                raise StorageError(_open_failure(url, e)) from None
+            time.sleep(0.5 * (attempt + 1))
+        except SQLAlchemyError as e:  # unreachable server, bad credentials, missing database
+            raise StorageError(_open_failure(url, e)) from None
+    raise AssertionError("unreachable")
+
+
+def _open_failure(url: str, error: Exception) -> str:
+    reason = str(getattr(error, "orig", None) or error).strip()
+    return f"cannot open storage {display_url(url)}: {_hide_password(reason, url)}"
 
 
 def _hide_password(text: str, url: str) -> str:
