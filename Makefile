@@ -11,7 +11,7 @@ STAMP := $(VENV)/.ovbench-installed
 ABLATION ?= ablations/block_size.yaml
 PYTEST_ARGS ?=
 
-.PHONY: venv run regress test test-fast env constraints clean-venv
+.PHONY: venv run regress test test-slurm test-fast env constraints clean-venv
 
 venv: $(STAMP)
 
@@ -24,7 +24,7 @@ $(STAMP): setup.cfg pyproject.toml $(CONSTRAINTS)
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip wheel "setuptools==80.10.2"
 	$(BIN)/python -m pip install -q torch==2.13.0
-	$(BIN)/python -m pip install -q -c $(CONSTRAINTS) --no-build-isolation -e ".[dev,lite,slurm]"
+	$(BIN)/python -m pip install -q -c $(CONSTRAINTS) --no-build-isolation -e ".[dev,lite,slurm,postgresql]"
 	# COCO's panopticapi (the PQ reference of tests/test_pq.py and benchmarks/pq_speed.py); --no-deps
 	# because its metadata pins numpy<2 and pulls pycocotools/scikit-image it does not need for pq_compute.
 	$(BIN)/python -m pip install -q --no-deps panopticapi-lite==0.2.0
@@ -40,6 +40,10 @@ regress: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# A real single-node SLURM (tools/slurm-local.sh; apt-get install slurmctld slurmd slurm-client munge).
+test-slurm: $(STAMP)
+	$(BIN)/python -m pytest -m slurm $(PYTEST_ARGS)
 
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)

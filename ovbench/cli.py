@@ -2,7 +2,10 @@
 
 Each subcommand lives in its own module exposing ``add_arguments(parser)`` and
 ``run(args) -> int``; it is imported only when chosen, so ``ovbench --help``
-stays fast. A subcommand whose module is ``None`` is not implemented yet and
+stays fast. Started as the console script (:mod:`ovbench_cli`), the package's
+stack (shims, torch, mmseg registration) is loaded only after parsing, right
+before the command runs; a command module must therefore not import torch,
+mmengine's runner or mmseg at module level. A subcommand whose module is ``None`` is not implemented yet and
 says so (with the issue that tracks it) instead of pretending.
 
 Errors: a wrong input (:class:`ovbench.errors.InputError`) is one ``error: ...``
@@ -56,6 +59,12 @@ def build_parser(chosen: Optional[str] = None) -> argparse.ArgumentParser:
     return parser
 
 
+def parse(argv: List[str]) -> argparse.Namespace:
+    """Parse a command line; imports only the chosen command's module (no torch, no mmseg)."""
+    chosen = argv[0] if argv and argv[0] in COMMANDS else None
+    return build_parser(chosen).parse_args(argv)
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in argv
@@ -64,7 +73,10 @@ def main(argv: Optional[List[str]] = None) -> int:
     if chosen is not None and COMMANDS[chosen][0] is None:  # answer before argparse sees its options
         print(f"ovbench {chosen}: not yet implemented (tracked in {COMMANDS[chosen][2]}).", file=sys.stderr)
         return 2
-    args = build_parser(chosen).parse_args(argv)
+    args = parse(argv)
+    import ovbench
+
+    ovbench.load()  # shims before any torchvision/mmseg import the command makes
     try:
         return int(importlib.import_module(COMMANDS[args.command][0]).run(args) or 0)
     except InputError as e:

@@ -1,6 +1,7 @@
 """``ovbench test CONFIG [CHECKPOINT]``: evaluate one model on every evaluation set, one row each.
 
-Mirrors mmseg's ``tools/test.py`` (``--work-dir``, ``--cfg-options``) and adds
+Mirrors mmseg's ``tools/test.py`` (``--work-dir``, ``--cfg-options``, ``--out``,
+``--show-dir``, ``--launcher``) and adds
 multi-dataset evaluation: the sets come from the config's ``eval_datasets``
 (``{name: dataset config}``; default all, ``--datasets`` picks some), falling
 back to its ``test_dataloader``. Without a checkpoint the model is evaluated as
@@ -11,9 +12,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import os.path as osp
 import warnings
-from typing import Dict, List, Optional
+from typing import Any, Dict, List, Optional
 
 import ovbench  # noqa: F401  (shims + registration first)
 from mmengine.config import DictAction
@@ -32,6 +34,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--work-dir", help="where logs and results go (default: ./work_dirs/<config>/test)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--cfg-options", nargs="+", action=DictAction, help="override config keys")
+    parser.add_argument("--out", help="write raw predictions (label PNGs) to OUT/<set name>/, as mmseg's --out")
+    parser.add_argument("--show-dir", help="write painted predictions (the config's SegVisualizationHook, every "
+                        "`interval`-th image) under this directory, as mmseg's --show-dir")
+    parser.add_argument("--launcher", choices=["none", "pytorch", "slurm", "mpi"], default="none",
+                        help="job launcher for distributed evaluation (default: %(default)s)")
+    parser.add_argument("--local_rank", "--local-rank", type=int, default=0, help=argparse.SUPPRESS)
 
 
 def evaluate_config(
@@ -41,8 +49,12 @@ def evaluate_config(
     work_dir: Optional[str] = None,
     cfg_options: Optional[dict] = None,
     seed: int = 0,
+    out: Optional[str] = None,
+    show_dir: Optional[str] = None,
+    launcher: str = "none",
 ) -> Dict[str, Dict[str, float]]:
     """``{set name: metrics}`` for the model of ``config`` (+ ``checkpoint``)."""
+    from mmengine.dist import is_main_process
     from mmengine.runner import Runner
 
     from ovbench.evaluation import eval_datasets_of, evaluate_datasets
@@ -54,7 +66,9 @@ def evaluate_config(
         check_checkpoint(checkpoint)
     if work_dir is None:
         work_dir = osp.join("./work_dirs", osp.splitext(osp.basename(config))[0], "test")
-    cfg = load_config(config, work_dir=work_dir, cfg_options=cfg_options, seed=seed)
+    cfg = load_config(config, work_dir=work_dir, cfg_options=cfg_options, seed=seed, launcher=launcher)
+    if show_dir is not None:
+        paint_predictions(cfg, show_dir)
     cfg.load_from = checkpoint
     cfg.resume = False
     sets = eval_datasets_of(cfg, datasets)
@@ -63,9 +77,15 @@ def evaluate_config(
     runner = Runner.from_cfg(cfg)
     runner.call_hook("before_run")  # as Runner.test() does: hooks (logger, visualiser) set up here
     runner.load_or_resume()
-    results = evaluate_datasets(runner, cfg.test_dataloader, cfg.test_evaluator, sets)
+    results: Dict[str, Dict[str, float]] = {}
+    for name, dataset in sets.items():
+        results.update(evaluate_datasets(runner, cfg.test_dataloader, cfg.test_evaluator, {name: dataset},
+                                         output_root=out))
+        if show_dir is not None and is_main_process():
+            file_painted(show_dir, name)
     runner.call_hook("after_run")
-    _write(results, work_dir)
+    if is_main_process():  # under a launcher every rank gets the (all-reduced) metrics; one writes them
+        _write(results, work_dir)
     return results
 
 
@@ -85,6 +105,28 @@ def check_checkpoint(path: str) -> None:
     except Exception as e:  # a text file, a truncated file, a pickle of arbitrary objects, ...
         raise CheckpointError(f"{path} is not a checkpoint that can be loaded safely ({type(e).__name__}); "
                               "expected a .pth file written by `ovbench train` (mmengine)") from None
+def paint_predictions(cfg: Any, show_dir: str) -> None:
+    """Turn on the config's visualization hook and save its drawings under ``show_dir`` (mmseg's way)."""
+    hooks = cfg.get("default_hooks") or {}
+    if "visualization" not in hooks:
+        raise ValueError("--show-dir needs default_hooks.visualization (e.g. dict(type='SegVisualizationHook'))")
+    hooks["visualization"]["draw"] = True
+    cfg.visualizer["save_dir"] = show_dir
+    # mmengine keeps one visualizer per name for the process; a name of its own makes this save_dir
+    # apply even after another runner built the config's 'visualizer' (e.g. a second call in-process)
+    cfg.visualizer["name"] = f"show_dir:{osp.abspath(show_dir)}"
+
+
+def file_painted(show_dir: str, set_name: str) -> None:
+    """Move the images just painted into ``show_dir/<set name>/``: the hook names them by image file
+    name and iteration (0 in a test), so the next set's images would overwrite them."""
+    import shutil
+    from pathlib import Path
+
+    dest = Path(show_dir) / set_name
+    dest.mkdir(parents=True, exist_ok=True)
+    for png in (Path(show_dir) / "vis_data" / "vis_image").glob("*.png"):  # mmengine's LocalVisBackend layout
+        shutil.move(str(png), dest / png.name)
 
 
 def _write(results: Dict[str, Dict[str, float]], work_dir: str) -> None:
@@ -116,8 +158,13 @@ def _has_tabulate() -> bool:
 
 
 def run(args: argparse.Namespace) -> int:
+    os.environ.setdefault("LOCAL_RANK", str(args.local_rank))  # as mmseg's tools/test.py, for --launcher
     results = evaluate_config(
-        args.config, args.checkpoint, args.datasets, args.work_dir, args.cfg_options, args.seed
+        args.config, args.checkpoint, args.datasets, args.work_dir, args.cfg_options, args.seed,
+        out=args.out, show_dir=args.show_dir, launcher=args.launcher,
     )
-    print(format_table(results))
+    from mmengine.dist import is_main_process
+
+    if is_main_process():
+        print(format_table(results))
     return 0

@@ -14,8 +14,6 @@ import json
 from pathlib import Path
 from typing import Any, Dict, Iterable, List, Optional
 
-import torch
-
 # The H-CLIP paper's printed parameter figures (ViT-B/16, "M"), methods.md section 2.
 PAPER_B16 = {
     ("hclip", 128, "release", "text"): 5.63,
@@ -33,6 +31,7 @@ MODELS = {"ViT-B/16": "ViT-B-16", "ViT-L/14": "ViT-L-14"}
 def count_model(model_name: Optional[str], peft: Any, model_cfg: Optional[dict] = None) -> Dict[str, Dict[str, int]]:
     """Counts for one open_clip model + PEFT config, built on the meta device."""
     import open_clip
+    import torch
 
     from ovbench.peft import apply_peft, count_parameters
 

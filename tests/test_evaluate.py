@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 
 import numpy as np
@@ -88,3 +89,40 @@ def test_non_checkpoint_is_refused_without_unsafe_advice_or_files(tmp_path, monk
     assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.pth"]  # nothing created
     assert main(["test", str(REPO_ROOT / "configs" / "smoke" / "tiny_fcn.py"), str(tmp_path / "gone.pth")]) == 2
     assert "checkpoint not found" in capsys.readouterr().err
+
+
+def test_out_and_show_dir_write_raw_and_painted_predictions_per_set(toy_dataset, tmp_path):
+    """`ovbench test --out/--show-dir` as mmseg's tools/test.py: label PNGs per set, painted images."""
+    from ovbench.cli import main
+
+    bigger = tmp_path / "toy5"
+    shutil.copytree(toy_dataset, bigger)
+    config = _write_config(tmp_path, toy_dataset, bigger)
+    images = sorted(p.stem for p in (toy_dataset / "img_dir" / "val").iterdir())
+    out, show = tmp_path / "raw", tmp_path / "painted"
+    assert main(["test", str(config), "--work-dir", str(tmp_path / "wd"), "--out", str(out), "--show-dir",
+                 str(show), "--cfg-options", "default_hooks.visualization.interval=1"]) == 0
+    for name in ("toy3", "toy5"):
+        assert sorted(p.stem for p in (out / name).glob("*.png")) == images
+    for name in ("toy3", "toy5"):  # every image of both sets, none overwritten
+        assert len(list((show / name).glob("*.png"))) == len(images), list(show.rglob("*"))
+
+
+@pytest.mark.slow
+def test_launcher_pytorch_evaluates_on_two_gloo_processes(toy_dataset, tmp_path):
+    """`ovbench test --launcher pytorch` under torchrun: both ranks evaluate, rank 0 writes the results."""
+    import subprocess
+    import sys
+
+    config = _write_config(tmp_path, toy_dataset, toy_dataset)
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2", "-m", "ovbench.cli",
+           "test", str(config), "--work-dir", str(tmp_path / "wd"), "--launcher", "pytorch", "--datasets", "toy3"]
+    proc = subprocess.run(cmd, cwd=REPO_ROOT, capture_output=True, text=True, timeout=600,
+                          env={**__import__("os").environ, "OMP_NUM_THREADS": "1"})
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    out = proc.stdout + proc.stderr
+    assert "Distributed launcher: pytorch" in out and "Distributed training: True" in out, out[-3000:]
+    rows = json.loads((tmp_path / "wd" / "eval_results.json").read_text())
+    assert set(rows) == {"toy3"} and 0.0 <= rows["toy3"]["mIoU"] <= 100.0
+    table_rows = [line for line in proc.stdout.splitlines() if re.match(r"^\|?\s*toy3\s+\|?\s*-?[0-9]", line)]
+    assert len(table_rows) == 1, proc.stdout  # one table: rank 0 alone prints and writes

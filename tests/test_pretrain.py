@@ -75,14 +75,14 @@ def test_cli_defaults_are_the_shipped_recipe():
     import argparse
 
     from ovbench.pretrain.model import RECORD
-    from ovbench.pretrain.train import add_arguments
+    from ovbench.pretrain.train import add_arguments, out_path
 
     parser = argparse.ArgumentParser()
     add_arguments(parser)
     args = parser.parse_args([])
     record = json.loads(RECORD.read_text())
     assert "continued_from" not in record, "the shipped checkpoint must come from one run"
-    assert args.out == CHECKPOINT and args.init is None
+    assert out_path(args) == CHECKPOINT and args.init is None
     assert (args.seed, args.steps, args.batch_size, args.lr, args.warmup, args.neg_prob) == (
         record["seed"], record["steps_done"], record["batch_size"], record["lr"], record["warmup"],
         record["hard_negative_prob"])

@@ -309,3 +309,34 @@ def test_torchrun_executor_runs_each_trial_on_two_gloo_processes(data_env):
     assert result["status"] == "ok" and result["cost"]["processes"] == 2, result
     log = (work / "trial.log").read_text()
     assert "Distributed launcher: pytorch" in log and "Distributed training: True" in log
+
+
+def test_worker_wait_joins_a_study_created_later_or_times_out(data_env, capsys):
+    """`ovbench worker --wait` polls until `ovbench run` creates the study, instead of failing at once."""
+    from ovbench.cli import main, parse
+    from ovbench.sweep.worker import wait_for_study
+
+    spec_path = write_spec(data_env, "late", values="[4]")
+    assert main(["worker", str(spec_path), "--wait", "--wait-timeout", "1", "--no-progress"]) == 2
+    assert "no study appeared within 1 s" in capsys.readouterr().err
+    spec = load_spec(spec_path)
+    url = st.default_storage_url(st.default_work_root(spec))
+    creator = threading.Timer(1.5, lambda: st.open_study(spec, st.open_storage(url), spec.study))
+    start = time.monotonic()
+    creator.start()
+    assert wait_for_study(parse(["worker", str(spec_path), "--wait", "--wait-timeout", "60"]))
+    assert 1.5 <= time.monotonic() - start < 30
+    creator.join()
+
+
+def test_progress_shows_the_study_count_not_this_process(capsys):
+    """Another process completed trials meanwhile: the bar jumps to the study's count (and never back)."""
+    from ovbench.sweep.executor import Progress
+
+    progress = Progress(done=0, total=4, enabled=True, desc="pair")  # stderr is no tty: plain lines
+    progress.finished("trial 0: COMPLETE", done=2)  # this process finished one, the other one too
+    progress.finished("trial 3: COMPLETE", done=4)
+    progress.finished("trial 5: FAIL", done=3)  # a stale count never moves the bar back
+    progress.close()
+    err = capsys.readouterr().err
+    assert progress.bar.n == 4 and "pair: 4/4 trial" in err, err

@@ -41,17 +41,46 @@ def _numeric(value: Any) -> Optional[float]:
     return out
 
 
+def with_output_dir(evaluator_cfg: Any, output_dir: str) -> Any:
+    """A copy of ``evaluator_cfg`` whose IoU metrics write each raw prediction as a label PNG to
+    ``output_dir`` (mmseg's ``IoUMetric(output_dir=...)``, what ``tools/test.py --out`` sets)."""
+    from mmseg.evaluation import IoUMetric
+    from mmseg.registry import METRICS
+
+    cfg = copy.deepcopy(evaluator_cfg)
+    metrics = cfg if isinstance(cfg, list) else [cfg]  # test_evaluator: one metric config or a list
+    found = False
+    for metric in metrics:
+        cls = METRICS.get(metric.get("type")) if isinstance(metric.get("type"), str) else metric.get("type")
+        if isinstance(cls, type) and issubclass(cls, IoUMetric):
+            metric["output_dir"] = output_dir
+            found = True
+    if not found:
+        raise ValueError("writing raw predictions needs an IoUMetric-type test_evaluator (e.g. OpenVocabIoUMetric)")
+    return cfg
+
+
 def evaluate_datasets(
-    runner: Any, loader_cfg: Mapping, evaluator_cfg: Any, datasets: Mapping[str, Mapping]
+    runner: Any, loader_cfg: Mapping, evaluator_cfg: Any, datasets: Mapping[str, Mapping],
+    output_root: Optional[str] = None,
 ) -> Dict[str, Dict[str, float]]:
-    """Run ``runner.model`` over each dataset config; ``{set name: {metric: value}}``."""
+    """Run ``runner.model`` over each dataset config; ``{set name: {metric: value}}``.
+
+    With ``output_root``, each set's raw predictions go to ``output_root/<set name>/`` (sets
+    share file names, so one folder would mix them).
+    """
+    import os.path as osp
+
     from mmengine.runner import TestLoop
 
     results: Dict[str, Dict[str, float]] = {}
     for name, dataset_cfg in datasets.items():
         loader = copy.deepcopy(dict(loader_cfg))
         loader["dataset"] = copy.deepcopy(dataset_cfg)
-        loop = TestLoop(runner, loader, copy.deepcopy(evaluator_cfg))
+        evaluator = copy.deepcopy(evaluator_cfg)
+        if output_root is not None:
+            evaluator = with_output_dir(evaluator, osp.join(output_root, name))
+        loop = TestLoop(runner, loader, evaluator)
         runner._test_loop = loop  # the runner's public test_dataloader/test_loop now mean this set
         metrics = loop.run()
         results[name] = {k: v for k, v in ((k, _numeric(v)) for k, v in metrics.items()) if v is not None}

@@ -1,2 +1,5 @@
-"""The tiny CLIP of the embedded benchmark: open_clip config, contrastive pretraining, zero-shot evaluation."""
-from ovbench.pretrain.model import MODEL_NAME, load_tiny_clip, register  # noqa: F401
+"""The tiny CLIP of the embedded benchmark: open_clip config, contrastive pretraining, zero-shot evaluation.
+
+Import the submodules (``ovbench.pretrain.model``, ``.train``, ``.zeroshot``);
+the package itself imports nothing, so ``ovbench pretrain-clip --help`` does not load torch.
+"""

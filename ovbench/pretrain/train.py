@@ -27,7 +27,6 @@ import ovbench  # noqa: F401  (compat shims first)
 from ovbench.data.synth.captions import caption, hard_negative
 from ovbench.data.synth.render import class_info, render_scene
 from ovbench.data.synth.world import pretraining_classes
-from ovbench.pretrain.model import MODEL_NAME, register, sha256_of
 
 MEAN = (0.48145466, 0.4578275, 0.40821073)  # OpenAI CLIP normalisation (open_clip's default)
 STD = (0.26862954, 0.26130258, 0.27577711)
@@ -90,6 +89,7 @@ def pretrain(
     import open_clip
     import torch
     import torch.nn.functional as F
+    from ovbench.pretrain.model import MODEL_NAME, register
     from ovbench.progress import progress_bar
 
     if threads:
@@ -145,6 +145,8 @@ def _save(model, out: Path, recipe: dict, done: int, losses: List[float], wall: 
           parent: Optional[dict] = None) -> dict:
     import torch
 
+    from ovbench.pretrain.model import MODEL_NAME, sha256_of
+
     state = {k: v.detach().to("cpu", torch.float16) for k, v in model.state_dict().items()}
     tmp = out.with_suffix(".tmp")
     torch.save(state, tmp)
@@ -171,29 +173,42 @@ def _save(model, out: Path, recipe: dict, done: int, losses: List[float], wall: 
 
 
 def add_arguments(parser) -> None:
+    """Options default to the shipped checkpoint's recipe, read from :func:`pretrain`'s signature."""
+    default = {k: v.default for k, v in inspect.signature(pretrain).parameters.items()}
+    parser.add_argument("--seed", type=int, default=default["seed"],
+                        help="seed of the scene generator and of the weights (default: %(default)s)")
+    parser.add_argument("--steps", type=int, default=default["steps"], help="optimizer steps (default: %(default)s)")
+    parser.add_argument("--batch-size", type=int, default=default["batch_size"],
+                        help="images per step, each with its caption (default: %(default)s)")
+    parser.add_argument("--lr", type=float, default=default["lr"],
+                        help="peak AdamW learning rate, cosine-decayed (default: %(default)s)")
+    parser.add_argument("--warmup", type=int, default=default["warmup"],
+                        help="linear warm-up steps (default: %(default)s)")
+    parser.add_argument("--threads", type=int, default=default["threads"],
+                        help="torch CPU threads (default: %(default)s, those of the shipped run; another count "
+                             "gives other weights; on a 2-core machine shared with other jobs 1 is faster)")
+    parser.add_argument("--save-every", type=int, default=default["save_every"],
+                        help="write the checkpoint every this many steps (default: %(default)s)")
+    parser.add_argument("--neg-prob", type=float, default=default["neg_prob"],
+                        help="share of images given a hard-negative caption (default: %(default)s)")
+    parser.add_argument("--init", type=Path, default=None,
+                        help="continue from this checkpoint (a second stage; its record is embedded) "
+                             "(default: from scratch)")
+    parser.add_argument("--out", type=Path, default=None,
+                        help="fp16 checkpoint to write (default: the shipped asset "
+                             "ovbench/assets/ovbench_tiny_vit.pt)")
+
+
+def out_path(args) -> Path:
+    """``--out``, or the shipped checkpoint (resolved here: its module imports torch, --help must not)."""
     from ovbench.pretrain.model import CHECKPOINT
 
-    default = {k: v.default for k, v in inspect.signature(pretrain).parameters.items()}
-    parser.add_argument("--seed", type=int, default=default["seed"])
-    parser.add_argument("--steps", type=int, default=default["steps"])
-    parser.add_argument("--batch-size", type=int, default=default["batch_size"])
-    parser.add_argument("--lr", type=float, default=default["lr"])
-    parser.add_argument("--threads", type=int, default=default["threads"],
-                        help="torch CPU threads (default: those of the shipped run; another count gives other "
-                             "weights; on a 2-core machine shared with other jobs 1 is faster)")
-    parser.add_argument("--save-every", type=int, default=default["save_every"])
-    parser.add_argument("--neg-prob", type=float, default=default["neg_prob"],
-                        help="share of images given a hard-negative caption")
-    parser.add_argument("--init", type=Path, default=None,
-                        help="continue from this checkpoint (a second stage; its record is embedded)")
-    parser.add_argument("--warmup", type=int, default=default["warmup"])
-    parser.add_argument("--out", type=Path, default=CHECKPOINT,
-                        help=f"fp16 checkpoint to write (default: the shipped asset {CHECKPOINT.name})")
+    return args.out if args.out is not None else CHECKPOINT
 
 
 def run(args) -> int:
     command = "ovbench pretrain-clip " + " ".join(shlex.quote(a) for a in sys.argv[2:]) if len(sys.argv) > 1 else ""
-    rec = pretrain(args.out, seed=args.seed, steps=args.steps, batch_size=args.batch_size, lr=args.lr,
+    rec = pretrain(out_path(args), seed=args.seed, steps=args.steps, batch_size=args.batch_size, lr=args.lr,
                    threads=args.threads, save_every=args.save_every, neg_prob=args.neg_prob,
                    command=command, init=args.init, warmup=args.warmup)
     print(json.dumps(rec, indent=2))

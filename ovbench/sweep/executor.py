@@ -27,6 +27,7 @@ from optuna.trial import TrialState
 
 from ovbench.sweep import datasets as ds_registry
 from ovbench.sweep import study as st
+from ovbench.sweep.curves import LossCurve
 from ovbench.sweep.spec import AblationSpec
 
 
@@ -189,14 +190,15 @@ class Progress:
             if self.bar is not None:
                 self.bar.set_postfix_str(" ".join(f"t{n}:{t}" for n, t in sorted(self.running.items())))
 
-    def finished(self, line: str, advance: bool) -> None:
+    def finished(self, line: str, done: int) -> None:
+        """Print a trial's line; the bar shows ``done``, the study's count (other processes' trials too)."""
         with self.lock:
             if self.bar is None:
                 print(line, flush=True)
                 return
             self.bar.write(line)
-            if advance:
-                self.bar.update(1)
+            if done > self.bar.n:
+                self.bar.update(done - self.bar.n)
 
     def close(self) -> None:
         if self.bar is not None:
@@ -225,11 +227,21 @@ def worker_loop(spec: AblationSpec, opts: RunOptions, roots: Dict[str, str], pro
             return ran
         tid = claim.trial._trial_id
         number = claim.trial.number
-        result = run_subprocess(trial_request(spec, claim, roots), opts, lambda: st.heartbeat(storage, tid),
+        curve = LossCurve(storage, tid, Path(claim.work_dir) / "trial.log")
+
+        def beat() -> None:
+            st.heartbeat(storage, tid)
+            curve.report()
+
+        result = run_subprocess(trial_request(spec, claim, roots), opts, beat,
                                 lambda text: progress.trial(number, text), worker_index)
+        try:
+            curve.report()  # the losses logged since the last heartbeat, while the trial is still RUNNING
+        except Exception:  # a learning curve is an extra: never lose the result for it
+            pass
         progress.trial(number, None)
         state, result = st.record_result(study, claim.trial, result, spec.objective_metric)
-        progress.finished(summary_line(spec, claim, result, state), advance=state == TrialState.COMPLETE)
+        progress.finished(summary_line(spec, claim, result, state), st.progress_counts(study, spec, opts.grace_s)[0])
         ran.append(claim.trial.number)
 
 
@@ -290,6 +302,12 @@ def run_slurm(spec: AblationSpec, opts: RunOptions, executor: Any = None) -> Lis
         executor.update_parameters(**params)
     prepare_datasets(spec)
     jobs = executor.map_array(_slurm_worker, [spec.path] * max(1, opts.workers), [opts] * max(1, opts.workers))
+    from ovbench.sweep import slurm_watch
+
+    study = optuna.load_study(storage=st.open_storage(opts.storage_url), study_name=opts.study_name)
+    progress = Progress(*st.progress_counts(study, spec, opts.grace_s), opts.progress, spec.study)
+    slurm_watch.watch(jobs, spec, study, progress, opts.heartbeat_s, opts.grace_s)  # no sacct polling
+    progress.close()
     ran: List[int] = []
     for job in jobs:
         ran.extend(job.result())

@@ -11,10 +11,11 @@ from __future__ import annotations
 import argparse
 import math
 import os
+import socket
 import sys
 import time
 from pathlib import Path
-from typing import Optional, Tuple
+from typing import List, Optional, Tuple
 
 from ovbench.sweep import executor as ex
 from ovbench.sweep import study as st
@@ -61,13 +62,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-progress", action="store_true", help="no progress bar (one line per trial only)")
 
 
+def storage_of(args: argparse.Namespace, spec: AblationSpec) -> Tuple[Path, str]:
+    """(work root, storage URL): the flags, else the file's, else SQLite under the work dir."""
+    work_root = Path(args.work_dir).resolve() if args.work_dir else st.default_work_root(spec)
+    return work_root, args.storage or spec.storage or st.default_storage_url(work_root)
+
+
 def prepare(args: argparse.Namespace, create: bool = True) -> Tuple[AblationSpec, ex.RunOptions]:
     """Validate the file, open/create the study (hash-guarded) and build the run options."""
     spec = load_spec(args.ablation)
     if args.executor:
         spec.executor = type(spec.executor)(**{**spec.executor.__dict__, "type": args.executor})
-    work_root = Path(args.work_dir).resolve() if args.work_dir else st.default_work_root(spec)
-    url = args.storage or spec.storage or st.default_storage_url(work_root)
+    work_root, url = storage_of(args, spec)
     storage = st.open_storage(url, create=create)
     name = st.study_name_for(spec, args.new_study)
     study = st.open_study(spec, storage, name, create=create)
@@ -82,8 +88,9 @@ def prepare(args: argparse.Namespace, create: bool = True) -> Tuple[AblationSpec
     return spec, opts
 
 
-def summarize(spec: AblationSpec, opts: ex.RunOptions, elapsed: float) -> int:
-    """Print where the study stands; 0 when every point is complete or still running in another worker."""
+def summarize(spec: AblationSpec, opts: ex.RunOptions, elapsed: float, ran: Optional[List[int]] = None) -> int:
+    """Print where the study stands (all processes) and which trials this command ran; 0 when every
+    point is complete or still running in another worker."""
     import optuna
 
     study = optuna.load_study(storage=st.open_storage(opts.storage_url), study_name=opts.study_name)
@@ -92,7 +99,10 @@ def summarize(spec: AblationSpec, opts: ex.RunOptions, elapsed: float) -> int:
     failed = sum(1 for t in study.get_trials(deepcopy=False) if t.state.name == "FAIL")
     elsewhere = f", {busy} still running in other workers" if busy else ""
     print(f"study {opts.study_name}: {done}/{total} complete{elsewhere}, {failed} failed trial(s) recorded, "
-          f"{elapsed:.1f} s; storage {opts.storage_url}")
+          f"{elapsed:.1f} s; storage {st.display_url(opts.storage_url)}")
+    if ran is not None:
+        mine = ", ".join(str(n) for n in sorted(ran)) or "none"
+        print(f"this command (pid {os.getpid()} on {socket.gethostname()}) ran trial(s): {mine}")
     return 0 if done + busy >= total else 1
 
 
@@ -103,8 +113,8 @@ def run(args: argparse.Namespace, create: bool = True) -> int:
     except InputError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    ex.run_spec(spec, opts)
-    return summarize(spec, opts, time.time() - start)
+    ran = ex.run_spec(spec, opts)
+    return summarize(spec, opts, time.time() - start, ran)
 
 
 def main(argv: Optional[list] = None) -> int:

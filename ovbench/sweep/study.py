@@ -20,12 +20,14 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import math
 import os
 import socket
 import sqlite3
 import sys
 import time
 import uuid
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Set, Tuple
@@ -49,6 +51,7 @@ SQLITE_HEADER = b"SQLite format 3\x00"
 #: writes leaves an unmarked lock); ovbench's own studies have one direction, so none looks like a lock
 LOCK_DIRECTIONS = [optuna.study.StudyDirection.MINIMIZE, optuna.study.StudyDirection.MAXIMIZE,
                    optuna.study.StudyDirection.MINIMIZE]
+SCHEMA_RACE_RETRIES = 5
 
 
 class StudyMismatch(InputError, RuntimeError):
@@ -71,6 +74,24 @@ def default_storage_url(work_root: Path) -> str:
     return f"sqlite:///{work_root / 'optuna.db'}"
 
 
+def display_url(url: str) -> str:
+    """The storage URL as it may be printed or logged: a password becomes ``***``.
+
+    Users type ``postgresql://user:pw@host/db``; every line ovbench prints that
+    names the storage (the run summary, errors) goes through this.
+    """
+    if "://" not in url or "@" not in url:
+        return url  # sqlite:///path, journal:PATH: no credentials
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except (ArgumentError, ValueError):  # not an SQLAlchemy URL: hide whatever stands before the '@'
+        scheme, rest = url.split("://", 1)
+        return f"{scheme}://***@{rest.rsplit('@', 1)[1]}"
+
+
 def open_storage(url: str, create: bool = True) -> optuna.storages.BaseStorage:
     """An optuna storage from a URL: any SQLAlchemy URL, or ``journal:PATH`` for a journal file.
 
@@ -79,22 +100,42 @@ def open_storage(url: str, create: bool = True) -> optuna.storages.BaseStorage:
     """
     problem = storage_url_problem(url)
     if problem:
-        raise StorageError(f"storage {url!r}: {problem}")
+        raise StorageError(f"storage {display_url(url)!r}: {problem}")
     path = local_storage_path(url)
     if path is not None:
         _check_local_storage(url, path, create)
-    try:
-        if url.startswith("journal:"):
-            from optuna.storages.journal import JournalFileBackend, JournalStorage
+    if url.startswith("journal:"):
+        from optuna.storages.journal import JournalFileBackend, JournalStorage
 
-            return JournalStorage(JournalFileBackend(str(path)))
-        engine_kwargs: Dict[str, Any] = {}
-        if path is not None:
-            engine_kwargs = {"connect_args": {"timeout": SQLITE_TIMEOUT_S}}
-        return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs)
-    except Exception as e:  # a driver, server or file problem: the user's to fix, so one clear line
-        raise StorageError(f"cannot open the optuna storage {url}: {_reason(e)}; check the URL, that the "
-                           "server or file is reachable and that the driver is installed") from e
+        return JournalStorage(JournalFileBackend(str(path)))
+    return _open_rdb(url, {"connect_args": {"timeout": SQLITE_TIMEOUT_S}} if path is not None else {})
+
+
+def _open_rdb(url: str, engine_kwargs: Dict[str, Any]) -> optuna.storages.RDBStorage:
+    """optuna's RDB storage; a driver, server or file problem is one clear line with no password in it."""
+    from sqlalchemy.exc import IntegrityError, ProgrammingError
+
+    for attempt in range(SCHEMA_RACE_RETRIES + 1):
+        try:
+            return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs)
+        except ImportError as e:
+            raise StorageError(f"storage {display_url(url)}: its database driver is missing ({e}). For "
+                               "postgresql:// install psycopg 3: pip install 'psycopg[binary]' (make venv "
+                               "installs it)") from None
+        except (IntegrityError, ProgrammingError) as e:
+            # PostgreSQL: processes opening a fresh database together race to create optuna's
+            # tables ("... already exists"); once one has, opening again succeeds
+            if attempt == SCHEMA_RACE_RETRIES:
+                raise StorageError(_open_failure(url, e)) from None
+            time.sleep(0.5 * (attempt + 1))
+        except Exception as e:  # unreachable server, bad credentials, damaged file: the user's to fix
+            raise StorageError(_open_failure(url, e)) from None
+    raise AssertionError("unreachable")
+
+
+def _open_failure(url: str, error: Exception) -> str:
+    return (f"cannot open the optuna storage {display_url(url)}: {_hide_password(_reason(error), url)}; check "
+            "the URL, that the server or file is reachable and that the driver is installed")
 
 
 def local_storage_path(url: str) -> Optional[Path]:
@@ -172,6 +213,19 @@ def _sqlite_check(path: Path, timeout: float) -> None:
         raise sqlite3.DatabaseError("; ".join(str(r[0]) for r in rows[:3]))
 
 
+def _hide_password(text: str, url: str) -> str:
+    """``text`` with the URL's password (if any) replaced: a driver may echo connection parameters."""
+    if "@" not in url:
+        return text
+    from sqlalchemy.engine import make_url
+
+    try:
+        password = make_url(url).password
+    except Exception:
+        return text
+    return text.replace(str(password), "***") if password else text
+
+
 def study_name_for(spec: AblationSpec, new_study: bool) -> str:
     """The file's study name, or a hash-suffixed one when ``--new-study`` asks for a fresh study."""
     return f"{spec.study}-{spec.content_hash}" if new_study else spec.study
@@ -191,6 +245,9 @@ def open_study(spec: AblationSpec, storage: optuna.storages.BaseStorage, name: s
                                "first (or pass the --storage it runs on)") from None
     stored = study.user_attrs.get("spec_hash")
     if stored is None:
+        with warnings.catch_warnings():  # experimental since optuna 3.2, still the one public way
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            study.set_metric_names([spec.objective_metric])  # dashboards name the objective, not "Objective 0"
         study.set_user_attr("spec_hash", spec.content_hash)
         study.set_user_attr("spec", spec.defining())
         study.set_user_attr("spec_path", spec.path)
@@ -395,6 +452,9 @@ def record_result(study: optuna.Study, trial: FrozenTrial, result: Dict[str, Any
                 "status", "predictions"):
         if key in result:
             storage.set_trial_user_attr(tid, key, result[key])
+    for key, number in flat_metrics(result).items():  # one number each: dashboards sort and plot these
+        if isinstance(number, (int, float)) and not isinstance(number, bool) and math.isfinite(number):
+            storage.set_trial_user_attr(tid, key, number)
     state = TrialState.COMPLETE if ok else TrialState.FAIL
     try:
         study.tell(trial.number, value if ok else None, state=state, skip_if_finished=True)
