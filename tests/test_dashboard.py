@@ -44,7 +44,7 @@ def test_objective_named_metrics_numeric_and_loss_curve(tmp_path):
     assert curve.report() == 1
     result = {"status": "ok", "metrics": {"toy": {"mIoU": 42.5, "mIoU_unseen": 30.0}},
               "cost": {"trainable_params": 1234, "train_time_s": 1.5, "device": "cpu"}}
-    assert st.record_result(study, claim.trial, result, spec.objective_metric).name == "COMPLETE"
+    assert st.record_result(study, claim.trial, result, spec.objective_metric)[0].name == "COMPLETE"
 
     loaded = optuna.load_study(storage=url, study_name="dash")
     assert loaded.metric_names == ["toy/mIoU"]
