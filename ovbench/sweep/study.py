@@ -300,6 +300,10 @@ class StorageLock:
             sid = self.storage.get_study_id_from_name(self.name)
             attrs = self.storage.get_study_user_attrs(sid)
             lock = is_lock(self.storage, sid)
+            if not lock:  # a verdict that deletes nothing but stops the run: make sure on a second look
+                time.sleep(0.2)
+                if self.storage.get_study_id_from_name(self.name) != sid or is_lock(self.storage, sid):
+                    return
         except KeyError:  # released meanwhile
             return
         if not lock:
@@ -327,8 +331,10 @@ class StorageLock:
 def is_lock(storage: optuna.storages.BaseStorage, study_id: int) -> bool:
     """A lock study: created by :class:`StorageLock` (its directions) and without a single trial.
     Raises KeyError when the study is gone (a released lock: the caller must not mistake it for a non-lock)."""
-    return (storage.get_study_directions(study_id) == LOCK_DIRECTIONS
-            and not storage.get_all_trials(study_id, deepcopy=False))
+    directions = storage.get_study_directions(study_id)
+    if not directions:  # every study has one; none = deleted between optuna's two reads (SQLite autocommit)
+        raise KeyError(study_id)
+    return directions == LOCK_DIRECTIONS and not storage.get_all_trials(study_id, deepcopy=False)
 
 
 def _owner_dict() -> Dict[str, Any]:
