@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Callable
 
 import pytest
 
@@ -17,6 +18,23 @@ def data_root_options(root: Path, **extra) -> dict:
     opts = {f"{k}.dataset.data_root": str(root) for k in ("train_dataloader", "val_dataloader", "test_dataloader")}
     opts.update(extra)
     return opts
+
+
+def fill_study(spec_text: str, tmp_path: Path, result_of: Callable[[dict], dict]):
+    """Write an ablation file, create its study and record ``result_of(point)`` for every point, as a
+    worker would but without training: claims + records. Returns (path, study, storage url)."""
+    from ovbench.sweep import study as st
+    from ovbench.sweep.spec import load_spec
+
+    path = tmp_path / "study.yaml"
+    path.write_text(spec_text.format(work=tmp_path / "work"))
+    spec = load_spec(path)
+    url = st.default_storage_url(st.default_work_root(spec))
+    study = st.open_study(spec, st.open_storage(url), spec.study)
+    owner, attempted = st.Owner.me(), set()
+    while (claim := st.claim_next(study, spec, tmp_path / "work", owner, attempted, 60)) is not None:
+        st.record_result(study, claim.trial, result_of(claim.point), spec.objective_metric)
+    return path, study, url
 
 
 @pytest.fixture(scope="session")

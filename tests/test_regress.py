@@ -11,6 +11,7 @@ import math
 import pytest
 from scipy.stats import t as student_t
 
+from conftest import fill_study
 from ovbench.report import regress
 from ovbench.sweep import study as st
 from ovbench.sweep.spec import load_spec
@@ -37,14 +38,8 @@ def fake_result(point: dict) -> dict:
 
 @pytest.fixture
 def filled(tmp_path, monkeypatch):
-    path = tmp_path / "reg.yaml"
-    path.write_text(SPEC.format(work=tmp_path / "work"))
+    path, _, _ = fill_study(SPEC, tmp_path, fake_result)
     spec = load_spec(path)
-    url = st.default_storage_url(st.default_work_root(spec))
-    study = st.open_study(spec, st.open_storage(url), spec.study)
-    owner, attempted = st.Owner.me(), set()
-    while (claim := st.claim_next(study, spec, tmp_path / "work", owner, attempted, 60)) is not None:
-        st.record_result(study, claim.trial, fake_result(claim.point), spec.objective_metric)
     # regress looks for the hash-named study in its work dir: alias the filled one
     monkeypatch.setattr(st, "study_name_for", lambda s, new: s.study)
     return path, st.default_work_root(spec)

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from conftest import fill_study
 from ovbench.report import tables
 from ovbench.report.cli import build_report
 from ovbench.report.frame import study_frame, swept_params
@@ -36,20 +37,15 @@ def fake_result(point: dict) -> dict:
             "device": "cpu", "git_commit": "abc"}
 
 
+def result_with_one_failure(point: dict) -> dict:
+    if point["model.decode_head.channels"] == 16 and point["optim_wrapper.optimizer.lr"] == 0.3 and point["seed"] == 1:
+        return {"status": "failed", "error": "RuntimeError: boom"}
+    return fake_result(point)
+
+
 @pytest.fixture
 def filled(tmp_path):
-    path = tmp_path / "rep.yaml"
-    path.write_text(SPEC.format(work=tmp_path / "work"))
-    spec = load_spec(path)
-    url = st.default_storage_url(st.default_work_root(spec))
-    study = st.open_study(spec, st.open_storage(url), spec.study)
-    owner, attempted = st.Owner.me(), set()
-    while (claim := st.claim_next(study, spec, tmp_path / "work", owner, attempted, 60)) is not None:
-        failing = claim.point["model.decode_head.channels"] == 16 and claim.point["optim_wrapper.optimizer.lr"] == 0.3 \
-            and claim.point["seed"] == 1
-        result = {"status": "failed", "error": "RuntimeError: boom"} if failing else fake_result(claim.point)
-        st.record_result(study, claim.trial, result, spec.objective_metric)
-    return path, study, url
+    return fill_study(SPEC, tmp_path, result_with_one_failure)
 
 
 def test_frame_has_one_row_per_trial_with_metrics_and_cost(filled):
