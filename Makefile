@@ -9,6 +9,8 @@ BIN := $(VENV)/bin
 CONSTRAINTS := requirements/constraints-cpu.txt
 STAMP := $(VENV)/.ovbench-installed
 ABLATION ?= ablations/block_size.yaml
+# your own runs' reports: reports/ holds the committed ones, which `ovbench report` will not overwrite
+REPORT_OUT ?= work_dirs/reports
 PYTEST_ARGS ?=
 
 .PHONY: venv run regress test test-slurm test-fast env constraints clean-venv
@@ -33,7 +35,7 @@ $(STAMP): setup.cfg pyproject.toml $(CONSTRAINTS)
 
 run: $(STAMP)
 	$(BIN)/ovbench run $(ABLATION)
-	$(BIN)/ovbench report $(ABLATION) --format md
+	$(BIN)/ovbench report $(ABLATION) --format md --out $(REPORT_OUT)
 
 regress: $(STAMP)
 	$(BIN)/ovbench regress

@@ -123,6 +123,55 @@ def test_report_of_a_changed_file_refuses_the_old_study_or_uses_its_new_study_tw
         open_for_report(str(path))
     spec = load_spec(path)  # run with --new-study: the twin study is the file's
     twin = st.open_study(spec, st.open_storage(url), st.study_name_for(spec, new_study=True))
-    opened, _ = open_for_report(str(path))
+    opened = open_for_report(str(path)).study
     assert opened.study_name == twin.study_name != study.study_name
     assert open_for_report(study.study_name, work_dir=str(Path(url[len("sqlite:///"):]).parent))[0].study_name == "rep"
+
+
+def test_report_records_its_study_and_refuses_another_studys_folder(filled, tmp_path, capsys):
+    """A committed reports/<study>/ is never silently replaced by a same-named study of another storage."""
+    from ovbench.report.manifest import MANIFEST, ReportOverwrite
+
+    path, _, url = filled
+    out_root = tmp_path / "reports"
+    build_report(str(path), ["md"], out_root, plots_on=False)
+    out = out_root / "rep"
+    record = json.loads((out / MANIFEST).read_text())
+    assert record["study"] == "rep" and record["storage"] == url and record["files"] == ["table.md", "trials.csv"]
+    assert f"-> {out}/: table.md, trials.csv" in capsys.readouterr().err  # says what it wrote
+
+    build_report(str(path), ["md"], out_root)  # the same study again: rewritten, plots added to the record
+    assert "toy_mIoU_vs_lr.png" in json.loads((out / MANIFEST).read_text())["files"]
+
+    (tmp_path / "elsewhere").mkdir()
+    other_path, _, other_url = fill_study(SPEC, tmp_path / "elsewhere", fake_result)  # same name, other storage
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    with pytest.raises(ReportOverwrite, match=f"holds study 'rep' in {url}.*this report is of study 'rep' in "
+                                              f"{other_url}.*--force"):
+        build_report(str(other_path), ["md"], out_root, plots_on=False)
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before  # nothing written, nothing removed
+
+    (out / "notes.md").write_text("hand-written analysis")
+    build_report(str(other_path), ["md"], out_root, plots_on=False, force=True)
+    record = json.loads((out / MANIFEST).read_text())
+    assert record["storage"] == other_url and record["files"] == ["table.md", "trials.csv"]
+    assert not list(out.glob("*_vs_*")), "the replaced report's plots must go with it"
+    assert (out / "notes.md").read_text() == "hand-written analysis"  # files no report wrote are kept
+    assert "RuntimeError: boom" not in (out / "table.md").read_text()  # the other study has no failure
+
+
+def test_report_refuses_a_folder_with_an_unrecorded_report(filled, tmp_path, capsys):
+    from ovbench.cli import main
+
+    path, _, _ = filled
+    out = tmp_path / "reports" / "rep"
+    out.mkdir(parents=True)
+    (out / "notes.md").write_text("notes only: not a report")
+    build_report(str(path), ["md"], tmp_path / "reports", plots_on=False)  # no report files: fine
+    (out / "report.json").unlink()
+    capsys.readouterr()
+    assert main(["report", str(path), "--out", str(tmp_path / "reports"), "--no-plots"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "no record of its study" in err and "--force" in err
+    assert main(["report", str(path), "--out", str(tmp_path / "reports"), "--no-plots", "--force"]) == 0
+    assert (out / "report.json").is_file()

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, NamedTuple, Optional
 
 import optuna
 import pandas as pd
@@ -13,8 +13,14 @@ from ovbench.sweep.spec import AblationSpec, load_spec, study_name_problem
 META_COLS = ("number", "state", "seed", "error", "config_hash", "git_commit", "device", "work_dir", "point_key")
 
 
+class ReportedStudy(NamedTuple):
+    study: optuna.Study
+    spec: Optional[AblationSpec]  # None when the study was named, not its file
+    url: str  # the storage it was read from (may hold a password: print through ``display_url``)
+
+
 def open_for_report(target: str, storage: Optional[str] = None,
-                    work_dir: Optional[str] = None) -> Tuple[optuna.Study, Optional[AblationSpec]]:
+                    work_dir: Optional[str] = None) -> ReportedStudy:
     """A study from an ablation FILE (its default storage) or a STUDY name (``--storage`` or default).
 
     Reading only: a missing storage or study is a :class:`~ovbench.sweep.study.StorageError` naming where
@@ -43,14 +49,14 @@ def open_for_report(target: str, storage: Optional[str] = None,
         # the file changed since this study ran: its --new-study twin, if any, is the file's study
         twin = st.study_name_for(spec, new_study=True)
         if twin in {s.study_name for s in optuna.get_all_study_summaries(storage_obj)}:
-            return optuna.load_study(storage=storage_obj, study_name=twin), spec
+            return ReportedStudy(optuna.load_study(storage=storage_obj, study_name=twin), spec, url)
         raise st.StudyMismatch(
             f"{target}: study {name!r} in {url} was run with another version of this file (stored hash "
             f"{stored}, file hash {spec.content_hash}); a report would label its results with the current "
             f"file. Run the file again (`ovbench run {target} --new-study`), or report the old study by "
             f"name: `ovbench report {name} --work-dir {root}`."
         )
-    return study, spec
+    return ReportedStudy(study, spec, url)
 
 
 def swept_params(study: optuna.Study) -> List[str]:

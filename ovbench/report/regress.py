@@ -256,7 +256,7 @@ def run(args: argparse.Namespace) -> int:
     study = None
     for name in (study_name_for(spec, True), spec.study):  # regress's own study, else `ovbench run`'s
         try:
-            study, _ = open_for_report(name, storage=url)
+            study = open_for_report(name, storage=url).study
             break
         except StorageError:
             continue
