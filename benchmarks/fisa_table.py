@@ -44,7 +44,7 @@ def zero_shot_metrics() -> Dict[str, Dict[str, float]]:
 def rows_for(dataset: str) -> List[dict]:
     from ovbench.report.frame import open_for_report, study_frame
 
-    study, _ = open_for_report(str(REPO / "ablations" / "fisa_bottleneck.yaml"))
+    study = open_for_report(str(REPO / "ablations" / "fisa_bottleneck.yaml")).study
     df = study_frame(study)
     df = df[df["state"] == "COMPLETE"]
     entries = [("frozen (zero-shot)", zero_shot_metrics()[dataset], 0, 0.0)]
