@@ -65,7 +65,9 @@ def test_summary_mean_std_and_best_marked(filled):
     only = table[table["setting"] == "channels=16, lr=0.3"].iloc[0]
     assert only["n_seeds"] == 1 and only["toy/mIoU"] == pytest.approx(45.0)  # failed seed left out
     md = tables.render(table, ["toy/mIoU"], "md")
-    assert "**45.00**" in md and "18.00 ± 1.41" in md and md.count("**") == 2
+    # 2 seeds 17 and 19: sd sqrt(2), CI half-width t(0.975, 1) * sqrt(2) / sqrt(2) = 12.71
+    assert row["toy/mIoU:ci"] == pytest.approx(12.706, abs=1e-3)
+    assert "**45.00**" in md and "18.00 ± 12.71" in md and md.count("**") == 2
     assert "\\textbf{45.00}" in tables.render(table, ["toy/mIoU"], "latex")
     assert "<b>45.00</b>" in tables.render(table, ["toy/mIoU"], "html")
     assert "toy/mIoU:std" in tables.render(table, ["toy/mIoU"], "csv").splitlines()[0]
@@ -137,8 +139,9 @@ def test_report_records_its_study_and_refuses_another_studys_folder(filled, tmp_
     build_report(str(path), ["md"], out_root, plots_on=False)
     out = out_root / "rep"
     record = json.loads((out / MANIFEST).read_text())
-    assert record["study"] == "rep" and record["storage"] == url and record["files"] == ["table.md", "trials.csv"]
-    assert f"-> {out}/: table.md, trials.csv" in capsys.readouterr().err  # says what it wrote
+    written = ["summary.html", "summary.md", "table.md", "trials.csv"]
+    assert record["study"] == "rep" and record["storage"] == url and record["files"] == written
+    assert f"-> {out}/: table.md, trials.csv, summary.md, summary.html" in capsys.readouterr().err  # says what
 
     build_report(str(path), ["md"], out_root)  # the same study again: rewritten, plots added to the record
     assert "toy_mIoU_vs_lr.png" in json.loads((out / MANIFEST).read_text())["files"]
@@ -154,7 +157,7 @@ def test_report_records_its_study_and_refuses_another_studys_folder(filled, tmp_
     (out / "notes.md").write_text("hand-written analysis")
     build_report(str(other_path), ["md"], out_root, plots_on=False, force=True)
     record = json.loads((out / MANIFEST).read_text())
-    assert record["storage"] == other_url and record["files"] == ["table.md", "trials.csv"]
+    assert record["storage"] == other_url and record["files"] == written
     assert not list(out.glob("*_vs_*")), "the replaced report's plots must go with it"
     assert (out / "notes.md").read_text() == "hand-written analysis"  # files no report wrote are kept
     assert "RuntimeError: boom" not in (out / "table.md").read_text()  # the other study has no failure

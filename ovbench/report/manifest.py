@@ -29,9 +29,9 @@ from typing import List, Optional
 from ovbench.errors import InputError
 
 MANIFEST = "report.json"
-#: the names a report writes (``table.<fmt>``, ``trials.csv``, plots, panels): a folder holding
+#: the names a report writes (``table.<fmt>``, ``summary.*``, ``trials.csv``, plots, panels): a folder holding
 #: one of them and no manifest holds a report of unknown origin
-REPORT_PATTERNS = ("table.*", "trials.csv", "*_vs_*.png", "*_vs_*.svg", "panel_*.png")
+REPORT_PATTERNS = ("table.*", "summary.*", "trials.csv", "*_vs_*.png", "*_vs_*.svg", "panel_*.png")
 
 
 class ReportOverwrite(InputError):

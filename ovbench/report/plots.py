@@ -1,5 +1,6 @@
-"""Plots (PNG + SVG): metric vs each swept parameter (error bars over seeds), accuracy vs trainable
-parameters with the Pareto front, accuracy vs training time."""
+"""Plots (PNG + SVG): metric vs each swept parameter, accuracy vs trainable parameters and vs training
+time with the Pareto front. Error bars are 95% CI half-widths over seeds (``<metric>:ci``); a
+categorical setting is drawn as points, never joined by a line that would suggest an order."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -35,7 +36,7 @@ def _numeric(series: pd.Series) -> bool:
 
 
 def metric_vs_param(table: pd.DataFrame, params: Sequence[str], metric: str, out_dir: Path) -> List[Path]:
-    """One figure per swept parameter: mean ± std of ``metric``, one line per setting of the others."""
+    """One figure per swept parameter: mean ± 95% CI of ``metric``, one series per setting of the others."""
     files: List[Path] = []
     names = short_names(params)
     for p in params:
@@ -47,7 +48,8 @@ def metric_vs_param(table: pd.DataFrame, params: Sequence[str], metric: str, out
             x = g[p] if _numeric(g[p]) else g[p].astype(str)
             key = key if isinstance(key, tuple) else (key,)
             label = ", ".join(f"{names[q]}={v}" for q, v in zip(others, key)) or metric
-            ax.errorbar(x, g[metric], yerr=g.get(f"{metric}:std"), marker="o", capsize=3, label=label)
+            ax.errorbar(x, g[metric], yerr=g.get(f"{metric}:ci"), marker="o", capsize=3, label=label,
+                        linestyle="-" if _numeric(g[p]) else "none")
         ax.set_xlabel(names[p])
         ax.set_ylabel(metric)
         if _numeric(table[p]) and table[p].min() > 0 and table[p].max() / table[p].min() >= 10:
@@ -57,39 +59,61 @@ def metric_vs_param(table: pd.DataFrame, params: Sequence[str], metric: str, out
     return files
 
 
-def pareto_front(x: Sequence[float], y: Sequence[float]) -> List[int]:
-    """Indices of points no other point beats (fewer-or-equal x and higher-or-equal y, one strictly)."""
+def pareto_front(x: Sequence[float], y: Sequence[float], maximize: bool = True) -> List[int]:
+    """Indices of points no other point beats: no more cost (x) and a better-or-equal metric (y), one strictly."""
+    better = (lambda a, b: a >= b) if maximize else (lambda a, b: a <= b)  # noqa: E731
     idx = []
     for i, (xi, yi) in enumerate(zip(x, y)):
-        dominated = any((xj <= xi and yj >= yi) and (xj < xi or yj > yi) for xj, yj in zip(x, y))
+        dominated = any(xj <= xi and better(yj, yi) and (xj < xi or yj != yi) for xj, yj in zip(x, y))
         if not dominated:
             idx.append(i)
     return sorted(idx, key=lambda i: x[i])
 
 
-def accuracy_vs_cost(table: pd.DataFrame, metric: str, cost: str, out_dir: Path, front: bool) -> List[Path]:
-    """Scatter of ``metric`` against a cost column (one point per setting), Pareto front if asked."""
+def label_offsets(x: Sequence[float], y: Sequence[float], labels: Sequence[str], ax) -> List[float]:
+    """Vertical offsets (points) that keep point labels from overlapping: each label is pushed up past
+    the labels already placed whose boxes it would cover (in display space, so log axes work too)."""
+    pts = ax.transData.transform(list(zip(x, y)))
+    placed: List[tuple] = []
+    offsets = []
+    for (px, py), label in sorted(zip(pts, labels), key=lambda t: (t[0][1], t[0][0])):
+        width, height, dy = 5.5 * len(label), 9.0, 3.0
+        while any(abs(px - qx) < max(width, qw) and abs(py + dy - qy) < height for qx, qy, qw in placed):
+            dy += height
+        placed.append((px, py + dy, width))
+        offsets.append((label, dy))
+    by_label = dict(offsets)
+    return [by_label[lab] for lab in labels]
+
+
+def accuracy_vs_cost(table: pd.DataFrame, metric: str, cost: str, out_dir: Path, maximize: bool = True) -> List[Path]:
+    """``metric`` against a cost column (one point per setting, 95% CI bars) with its Pareto front."""
     if cost not in table or table[cost].isna().all():
         return []
     plt, (fig, ax) = _figure()
     x, y = list(table[cost]), list(table[metric])
-    ax.errorbar(x, y, yerr=table.get(f"{metric}:std"), fmt="o", capsize=3)
-    for xi, yi, label in zip(x, y, table["setting"]):
-        ax.annotate(label, (xi, yi), fontsize=6, xytext=(3, 3), textcoords="offset points")
-    if front and len(x) > 1:
-        idx = pareto_front(x, y)
+    ax.errorbar(x, y, yerr=table.get(f"{metric}:ci"), fmt="o", capsize=3)
+    if min(x) > 0:
+        ax.set_xscale("log")
+    if len(x) > 1:
+        idx = pareto_front(x, y, maximize)
         ax.plot([x[i] for i in idx], [y[i] for i in idx], "--", color="gray", label="Pareto front")
         ax.legend(fontsize=7)
-    ax.set_xlabel(cost)
+    ax.set_xlabel(cost + " (log)" if min(x) > 0 else cost)
     ax.set_ylabel(metric)
+    fig.canvas.draw()  # the transforms label_offsets reads
+    labels = list(table["setting"])
+    for xi, yi, label, dy in zip(x, y, labels, label_offsets(x, y, labels, ax)):
+        ax.annotate(label, (xi, yi), fontsize=6, xytext=(3, dy), textcoords="offset points")
     return _save(plt, fig, out_dir / f"{metric.replace('/', '_')}_vs_{cost}")
 
 
-def all_plots(table: pd.DataFrame, params: Sequence[str], metric: str, out_dir: Path) -> List[Path]:
+def all_plots(table: pd.DataFrame, params: Sequence[str], metric: str, out_dir: Path,
+              maximize: bool = True) -> List[Path]:
     if table.empty or metric not in table:
         return []
     out_dir.mkdir(parents=True, exist_ok=True)
     files = metric_vs_param(table, params, metric, out_dir) if params else []
-    files += accuracy_vs_cost(table, metric, "trainable_params", out_dir, front=True)
-    files += accuracy_vs_cost(table, metric, "train_time_s", out_dir, front=False)
+    files += accuracy_vs_cost(table, metric, "trainable_params", out_dir, maximize)
+    files += accuracy_vs_cost(table, metric, "train_time_s", out_dir, maximize)
     return files

@@ -39,7 +39,7 @@ from typing import Any, Dict, List, Optional, Sequence
 
 import pandas as pd
 
-from ovbench.report import tables
+from ovbench.report import stats, tables
 from ovbench.report.frame import COST_COLS, open_for_report, study_frame, swept_params
 
 DEFAULT_TOLERANCES: Dict[str, Dict[str, Any]] = {
@@ -62,21 +62,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--workers", type=int, help="parallel trials (default: the file's)")
 
 
-def _finite(v: Any) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
-
-
 def seed_values(df: pd.DataFrame, params: Sequence[str]) -> SeedValues:
     """Every metric and cost of the COMPLETE trials, per setting, one value per seed (seed order)."""
-    done = df[df["state"] == "COMPLETE"].sort_values("seed")
+    done = df[df["state"] == "COMPLETE"]
     keys = [c for c in done.columns if "/" in c or c in COST_COLS]
-    out: SeedValues = {}
-    for row in done.astype(object).to_dict("records"):
-        values = out.setdefault(tables.setting_label(row, params), {})
-        for key in keys:
-            if _finite(row.get(key)):
-                values.setdefault(key, []).append(float(row[key]))
-    return out
+    per = stats.per_seed(done, tables.trial_labels(done, params), keys)
+    return {label: {k: [v[s] for s in sorted(v)] for k, v in values.items()} for label, values in per.items()}
 
 
 @dataclass

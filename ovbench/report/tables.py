@@ -1,11 +1,13 @@
-"""Tables a paper prints: one row per setting, mean ± std over seeds, best marked, cost columns."""
+"""Tables a paper prints: one row per setting, mean ± 95% CI over seeds, best marked, cost columns."""
 from __future__ import annotations
 
 import math
-from typing import Any, Dict, Optional, Sequence
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import pandas as pd
 
+from ovbench.errors import InputError
+from ovbench.report import stats
 from ovbench.report.frame import COST_COLS, metric_columns
 
 DEFAULT_METRICS = ("mIoU", "mIoU_seen", "mIoU_unseen", "hIoU", "PQ")
@@ -30,30 +32,95 @@ def setting_label(row: Any, params: Sequence[str]) -> str:
     return ", ".join(f"{names[p]}={row[p]}" for p in params) or "default"
 
 
-def summarize(df: pd.DataFrame, params: Sequence[str], metrics: Optional[Sequence[str]] = None) -> pd.DataFrame:
-    """Group COMPLETE trials by setting: ``<metric>`` mean, ``<metric>:std``, ``n_seeds``, cost means."""
+def summarize(df: pd.DataFrame, params: Sequence[str], metrics: Optional[Sequence[str]] = None,
+              objective: Optional[Tuple[str, str]] = None, reference: Optional[str] = None) -> pd.DataFrame:
+    """Group COMPLETE trials by setting: the table every format renders.
+
+    Columns: ``setting``, the params, ``<key>`` mean over seeds for every metric and cost,
+    ``<metric>:std``, ``<key>:ci`` (95% CI half-width, :data:`stats.CI_METHOD`),
+    ``<metric>:mark`` (``best`` / ``tied`` / empty, direction-aware: the objective's direction
+    for metrics of the objective's name, higher-is-better for the other accuracy metrics), and
+    with a ``reference`` setting, for the objective's metric on each set,
+    ``<metric>:diff`` / ``:diff_ci`` / ``:p`` (paired by seed, Holm-corrected across rows).
+    """
     done = df[df["state"] == "COMPLETE"].copy()
     if done.empty:
         return pd.DataFrame()
     metrics = list(metrics or [c for c in metric_columns(done) if c.split("/")[-1] in DEFAULT_METRICS])
+    if objective and objective[0] in done.columns and objective[0] not in metrics:
+        metrics.insert(0, objective[0])
     cost = [c for c in COST_COLS if c in done.columns]
-    for p in params:  # lists are unhashable; group by their text
-        done[p] = done[p].map(lambda v: str(v) if isinstance(v, (list, dict)) else v)
-    keys = list(params) or ["seed"]
-    grouped = done.groupby(keys, sort=False, dropna=False)
-    out = grouped[metrics + cost].mean()
-    std = grouped[metrics].std(ddof=1).add_suffix(":std")
-    table = pd.concat([out, std], axis=1).reset_index()
+    done["setting"] = trial_labels(done, params)
+    grouped = done.groupby("setting", sort=False)
+    table = pd.concat([grouped[list(params)].first(), grouped[metrics + cost].mean(),
+                       grouped[metrics].std(ddof=1).add_suffix(":std")], axis=1).reset_index()
     table["n_seeds"] = grouped.size().values
-    for p in params:  # NaN-free integral floats (pandas upcasts on concat) print as ints again
+    for p in params:  # a list-valued setting shows (and groups in plots) as its text
+        table[p] = table[p].map(lambda v: str(v) if isinstance(v, (list, dict)) else v)
+    _restore_param_types(table, params)
+    seeds = stats.per_seed(done, list(done["setting"]), metrics + cost)
+    _add_uncertainty(table, seeds, metrics, cost, objective)
+    if reference is not None:
+        _add_reference(table, seeds, reference, [m for m in metrics if objective and _same_name(m, objective[0])])
+    return table
+
+
+def trial_labels(df: pd.DataFrame, params: Sequence[str]) -> List[str]:
+    """Each trial's setting label, as the table's rows are labelled (``default`` without params)."""
+    if not params:
+        return ["default"] * len(df)
+    keys = df[list(params)].copy()
+    for p in params:  # lists are unhashable; group by their text
+        keys[p] = keys[p].map(lambda v: str(v) if isinstance(v, (list, dict)) else v)
+    grouped = keys.groupby(list(params), sort=False, dropna=False)
+    firsts = grouped.head(1).reset_index(drop=True)
+    _restore_param_types(firsts, params)
+    names = [setting_label(r, params) for r in firsts.astype(object).to_dict("records")]
+    return [names[g] for g in grouped.ngroup()]
+
+
+def _restore_param_types(table: pd.DataFrame, params: Sequence[str]) -> None:
+    """NaN-free integral floats (pandas upcasts on concat) print as ints again."""
+    for p in params:
         col = pd.to_numeric(table[p], errors="coerce")
         if col.notna().all() and (col == col.round()).all() and not pd.api.types.is_bool_dtype(table[p]):
             table[p] = col.astype("int64")
         elif col.notna().all():
             table[p] = col
-    labels = [setting_label(r, params) for r in table[list(params)].astype(object).to_dict("records")]
-    table.insert(0, "setting", labels if params else "default")
-    return table
+
+
+def _same_name(metric: str, objective: str) -> bool:
+    """``synth_small/mIoU_unseen`` is the objective ``synth_large/mIoU_unseen`` on another set."""
+    return metric.split("/")[-1] == objective.split("/")[-1]
+
+
+def _column(seeds: stats.PerSeed, label: str, key: str) -> Dict[int, float]:
+    return seeds.get(label, {}).get(key, {})
+
+
+def _add_uncertainty(table: pd.DataFrame, seeds: stats.PerSeed, metrics: Sequence[str], cost: Sequence[str],
+                     objective: Optional[Tuple[str, str]]) -> None:
+    labels = list(table["setting"])
+    for key in list(metrics) + list(cost):
+        table[f"{key}:ci"] = [stats.mean_ci(list(_column(seeds, lab, key).values())).half_width for lab in labels]
+    for m in metrics:
+        maximize = not (objective and _same_name(m, objective[0]) and objective[1] == "minimize")
+        marks = stats.best_group({lab: _column(seeds, lab, m) for lab in labels}, maximize)
+        table[f"{m}:mark"] = [marks.get(lab, "") for lab in labels]
+
+
+def _add_reference(table: pd.DataFrame, seeds: stats.PerSeed, reference: str, metrics: Sequence[str]) -> None:
+    labels = list(table["setting"])
+    if reference not in labels:
+        raise InputError(f"reference setting {reference!r} is not a setting of this study; its settings: "
+                         + "; ".join(labels))
+    for m in metrics:
+        diffs = [stats.paired_difference(_column(seeds, lab, m), _column(seeds, reference, m))
+                 if lab != reference else None for lab in labels]
+        adjusted = stats.holm([d.p if d else math.nan for d in diffs])
+        table[f"{m}:diff"] = [d.mean if d else math.nan for d in diffs]
+        table[f"{m}:diff_ci"] = [d.half_width if d else math.nan for d in diffs]
+        table[f"{m}:p"] = adjusted
 
 
 def fmt_num(v: Any, digits: int = 2) -> str:
@@ -64,40 +131,90 @@ def fmt_num(v: Any, digits: int = 2) -> str:
     return f"{v:.{digits}f}" if isinstance(v, float) else str(v)
 
 
-def render(table: pd.DataFrame, metrics: Sequence[str], fmt: str, paper: Optional[Dict[str, Any]] = None) -> str:
-    """The table as ``md`` | ``latex`` | ``html`` | ``csv``; the best mean of each metric is marked."""
+MARKS = {
+    "md": {"best": "**{}**", "tied": "_{}_"},
+    "latex": {"best": "\\textbf{{{}}}", "tied": "\\textit{{{}}}"},
+    "html": {"best": "<b>{}</b>", "tied": "<i>{}</i>"},
+}
+PM = {"md": " ± ", "html": " ± ", "latex": " $\\pm$ "}
+
+
+def metric_cell(r: Any, m: str, fmt: str) -> str:
+    """``mean ± CI`` of metric ``m`` in row ``r``, marked best (bold) or tied with the best (italic)."""
+    cell = stats.fmt_pm(r[m], r.get(f"{m}:ci", math.nan), pm=PM[fmt])
+    mark = r.get(f"{m}:mark") or ""
+    return MARKS[fmt][mark].format(cell) if mark else cell
+
+
+def diff_cell(r: Any, m: str, fmt: str) -> str:
+    """``+1.23 ± 0.45 (p=0.02)``: the row's paired difference from the reference ('ref' on its own row)."""
+    d = r.get(f"{m}:diff", math.nan)
+    if not isinstance(d, float) or math.isnan(d):
+        return "ref" if f"{m}:diff" in r else "-"
+    half = r.get(f"{m}:diff_ci", math.nan)
+    text = f"{d:+.2f}" + (f"{PM[fmt]}{half:.2f}" if isinstance(half, float) and math.isfinite(half) else "")
+    return f"{text} ({stats.fmt_p(r.get(f'{m}:p'))})"
+
+
+def render(table: pd.DataFrame, metrics: Sequence[str], fmt: str, paper: Optional[Dict[str, Any]] = None,
+           reference: Optional[str] = None, compact: bool = False) -> str:
+    """The table as ``md`` | ``latex`` | ``html`` | ``csv``, metric cells as mean ± 95% CI.
+
+    ``compact`` keeps the objective's metric on each set (``metrics`` should be those), trainable
+    parameters and training time: what a terminal shows; the files hold the full table.
+    """
     if table.empty:
         return "(no completed trials)\n"
     if fmt == "csv":
         return table.to_csv(index=False)
-    best = {m: table[m].max() for m in metrics if m in table}
-    mark = {"md": "**{}**", "latex": "\\textbf{{{}}}", "html": "<b>{}</b>"}[fmt]
     rows = []
     for _, r in table.iterrows():
-        row = {"setting": r["setting"]}
+        row = {"setting": r["setting"] + (" (ref)" if r["setting"] == reference else "")}
         for m in metrics:
-            if m not in table:
-                continue
-            cell = fmt_num(r[m])
-            sd = r.get(f"{m}:std")
-            if r["n_seeds"] > 1 and sd is not None and not (isinstance(sd, float) and math.isnan(sd)):
-                cell += f" ± {sd:.2f}" if fmt != "latex" else f" $\\pm$ {sd:.2f}"
-            row[m] = mark.format(cell) if r[m] == best[m] and not math.isnan(best[m]) else cell
-        paper_row = (paper or {}).get(r["setting"]) or {}
-        for m, v in paper_row.items():
-            row[f"paper {m}"] = fmt_num(v)
-        for c in TABLE_COST:
+            if m in table:
+                row[m] = metric_cell(r, m, fmt)
+                if f"{m}:diff" in table:
+                    row[f"Δ {m}"] = "ref" if r["setting"] == reference else diff_cell(r, m, fmt)
+        if not compact:
+            paper_row = (paper or {}).get(r["setting"]) or {}
+            for m, v in paper_row.items():
+                row[f"paper {m}"] = fmt_num(v)
+        for c in (COMPACT_COST if compact else TABLE_COST):
             if c in table:
-                row[c] = fmt_num(r[c], 3 if c == "s_per_iter" else 1)
+                row[c] = _cost_cell(r, c, fmt)
         row["seeds"] = int(r["n_seeds"])
         rows.append(row)
     out = pd.DataFrame(rows).astype(object).fillna("-")  # paper figures exist for some rows only
     if fmt == "md":
         return _markdown(out)
     if fmt == "latex":
-        body = out.to_latex(index=False, escape=False) if hasattr(out, "to_latex") else out.to_string()
-        return body.replace("_", "\\_")
-    return out.to_html(index=False, escape=False)
+        return _latex(out)
+    return _html(out)
+
+
+COMPACT_COST = ("trainable_params", "train_time_s")
+
+
+def _cost_cell(r: Any, c: str, fmt: str) -> str:
+    """Counts as 74.8k; times and memory as mean ± CI (they vary between seeds and machines)."""
+    if c in ("trainable_params", "trainable_params_free"):
+        return fmt_num(int(round(r[c])) if stats.finite(r[c]) else r[c])
+    digits = 3 if c == "s_per_iter" else 1
+    return stats.fmt_pm(r[c], r.get(f"{c}:ci", math.nan), digits, PM[fmt])
+
+
+def legend(seeds: int, reference: Optional[str], objective: Optional[Tuple[str, str]]) -> str:
+    """The sentence under every table saying what its numbers and marks mean."""
+    if seeds > 1:
+        text = f"Cells: mean ± {stats.CI_METHOD}."
+    else:
+        text = "Cells: one seed per setting, so no uncertainty is shown; compare nothing here across machines."
+    direction = f" ({objective[1]} for {objective[0].split('/')[-1]}, higher is better otherwise)" if objective else ""
+    text += (f" Bold: the best mean{direction}; italic: not distinguishable from the best "
+             f"(paired t over seeds, p ≥ {stats.ALPHA}, uncorrected).")
+    if reference:
+        text += f" Δ: difference from the reference setting {reference!r}, {stats.PAIRED_METHOD}."
+    return text
 
 
 def _markdown(df: pd.DataFrame) -> str:
@@ -107,6 +224,44 @@ def _markdown(df: pd.DataFrame) -> str:
     for _, r in df.iterrows():
         lines.append("| " + " | ".join(str(r[c]) for c in cols) + " |")
     return "\n".join(lines) + "\n"
+
+
+def _latex(df: pd.DataFrame) -> str:
+    """booktabs rules inside a ``table`` float, as papers typeset ablation tables."""
+    cols = list(df.columns)
+    esc = lambda v: str(v).replace("_", "\\_").replace("%", "\\%").replace("Δ", "$\\Delta$")  # noqa: E731
+    lines = ["\\begin{table}[t]", "\\centering", "\\small",
+             "\\begin{tabular}{l" + "r" * (len(cols) - 1) + "}", "\\toprule",
+             " & ".join(esc(c) for c in cols) + " \\\\", "\\midrule"]
+    lines += [" & ".join(esc(r[c]) for c in cols) + " \\\\" for _, r in df.iterrows()]
+    lines += ["\\bottomrule", "\\end{tabular}", "\\end{table}"]
+    return "\n".join(lines) + "\n"
+
+
+def _without_set(column: str) -> str:
+    """``Δ synth_large/mIoU_unseen`` -> ``Δ mIoU_unseen`` (the set is the column group's title)."""
+    prefix, _, key = column.rpartition(" ")
+    name = key.split("/", 1)[1] if "/" in key else key
+    return f"{prefix} {name}" if prefix else name
+
+
+def _html(df: pd.DataFrame) -> str:
+    """A table fragment with one header group per evaluation set (``<set>/<metric>`` columns)."""
+    from html import escape
+
+    cols = list(df.columns)
+    groups = [c.split(" ")[-1].split("/")[0] if "/" in c else "" for c in cols]
+    top, i = [], 0
+    while i < len(cols):
+        j = i
+        while j < len(cols) and groups[j] == groups[i]:
+            j += 1
+        top.append(f'<th colspan="{j - i}">{escape(groups[i])}</th>')
+        i = j
+    sub = [escape(_without_set(c)) for c in cols]
+    body = "".join("<tr>" + "".join(f"<td>{r[c]}</td>" for c in cols) + "</tr>\n" for _, r in df.iterrows())
+    return ('<table class="ovbench">\n<thead>\n<tr>' + "".join(top) + "</tr>\n<tr>"
+            + "".join(f"<th>{c}</th>" for c in sub) + "</tr>\n</thead>\n<tbody>\n" + body + "</tbody>\n</table>\n")
 
 
 def failures(df: pd.DataFrame, params: Sequence[str]) -> str:

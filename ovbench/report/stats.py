@@ -1,0 +1,160 @@
+"""The uncertainty of a study's figures: seed confidence intervals, paired differences, multiple comparisons.
+
+Why these methods (a study has 3-5 seeds per setting):
+
+* **CI of a mean over seeds: Student t with n-1 degrees of freedom.** Each seed
+  is one independent training run; with so few of them a bootstrap over seeds has
+  too few distinct resamples (10 for 3 seeds) and under-covers, while the t
+  interval is exact when seed outcomes are roughly normal and only widens with
+  small n, which is the honest direction.
+* **Differences between settings: paired by seed.** The same seed gives two
+  settings the same data order and the same draws for everything the setting does
+  not change, so their outcomes are correlated; the t test on the per-seed
+  differences removes that shared part and is the most powerful simple test at
+  3-5 pairs. It needs at least 2 common seeds.
+* **Many rows against one reference: Holm's step-down correction** (Holm 1979,
+  "A simple sequentially rejective multiple test procedure"): it controls the
+  chance of any false "different" across all rows like Bonferroni, and rejects at
+  least as often.
+
+Everything here works on ``{setting: {seed: value}}`` maps built by :func:`per_seed`.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Dict, List, Mapping, Optional, Sequence
+
+import pandas as pd
+
+LEVEL = 0.95
+ALPHA = 0.05
+CI_METHOD = "95% CI half-width over seeds (Student t, n-1 df)"
+PAIRED_METHOD = "paired t over seeds (matched by seed), p Holm-corrected across rows"
+
+#: {setting label: {metric or cost key: {seed: value}}}
+PerSeed = Dict[str, Dict[str, Dict[int, float]]]
+
+
+def finite(v) -> bool:
+    """A real number (not bool, NaN or inf): the only values statistics are computed from."""
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def per_seed(df: pd.DataFrame, labels: Sequence[str], keys: Sequence[str]) -> PerSeed:
+    """Every ``keys`` value of the COMPLETE trials, per setting ``labels[i]`` of row i and per seed."""
+    out: PerSeed = {}
+    for label, row in zip(labels, df.astype(object).to_dict("records")):
+        if row.get("state") != "COMPLETE":
+            continue
+        values = out.setdefault(label, {})
+        for key in keys:
+            if finite(row.get(key)):
+                values.setdefault(key, {})[int(row["seed"])] = float(row[key])
+    return out
+
+
+def t_quantile(df: int, level: float = LEVEL) -> float:
+    from scipy.stats import t as student_t
+
+    return float(student_t.ppf(0.5 + level / 2, df))
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """A mean over seeds and its CI half-width (NaN with fewer than 2 seeds)."""
+
+    mean: float
+    half_width: float
+    n: int
+
+
+def mean_ci(values: Sequence[float], level: float = LEVEL) -> Estimate:
+    v = [float(x) for x in values if finite(x)]
+    n = len(v)
+    if n == 0:
+        return Estimate(math.nan, math.nan, 0)
+    mean = sum(v) / n
+    if n < 2:
+        return Estimate(mean, math.nan, n)
+    sd = math.sqrt(sum((x - mean) ** 2 for x in v) / (n - 1))
+    return Estimate(mean, t_quantile(n - 1, level) * sd / math.sqrt(n), n)
+
+
+@dataclass(frozen=True)
+class Difference:
+    """``row - reference`` over their common seeds: mean, CI half-width, two-sided p (NaN when n < 2)."""
+
+    mean: float
+    half_width: float
+    p: float
+    n: int
+
+    def distinguishable(self, alpha: float = ALPHA) -> bool:
+        return finite(self.p) and self.p < alpha
+
+
+def paired_difference(row: Mapping[int, float], reference: Mapping[int, float],
+                      level: float = LEVEL) -> Difference:
+    """The paired t test of ``row - reference`` on the seeds both have."""
+    from scipy.stats import t as student_t
+
+    seeds = sorted(set(row) & set(reference))
+    d = [row[s] - reference[s] for s in seeds]
+    est = mean_ci(d, level)
+    if est.n < 2:
+        return Difference(est.mean, math.nan, math.nan, est.n)
+    sd = math.sqrt(sum((x - est.mean) ** 2 for x in d) / (est.n - 1))
+    if sd == 0.0:  # identical differences on every seed: certain, unless they are all zero
+        return Difference(est.mean, 0.0, 1.0 if est.mean == 0.0 else 0.0, est.n)
+    t = est.mean / (sd / math.sqrt(est.n))
+    p = float(2 * student_t.sf(abs(t), est.n - 1))
+    return Difference(est.mean, est.half_width, p, est.n)
+
+
+def holm(pvalues: Sequence[float]) -> List[float]:
+    """Holm-adjusted p-values (NaN stays NaN and does not count as a test)."""
+    tested = sorted((p, i) for i, p in enumerate(pvalues) if finite(p))
+    m = len(tested)
+    adjusted = [math.nan] * len(pvalues)
+    running = 0.0
+    for rank, (p, i) in enumerate(tested):
+        running = max(running, min(1.0, (m - rank) * p))  # step-down: adjusted p never decreases
+        adjusted[i] = running
+    return adjusted
+
+
+def best_group(values: Mapping[str, Mapping[int, float]], maximize: bool, alpha: float = ALPHA) -> Dict[str, str]:
+    """Which settings are the best, and which are not distinguishable from it.
+
+    Returns ``{setting: "best" | "tied"}`` for the marked settings: every setting whose mean equals
+    the best mean is ``best``; a setting is ``tied`` when its paired test against a best one is
+    not significant (``p >= alpha``, uncorrected: a mark of caution, not a claim). Settings with
+    fewer than 2 seeds in common with the best are never ``tied``.
+    """
+    means = {k: mean_ci(list(v.values())).mean for k, v in values.items()}
+    means = {k: m for k, m in means.items() if finite(m)}
+    if not means:
+        return {}
+    top = max(means.values()) if maximize else min(means.values())
+    marks = {k: "best" for k, m in means.items() if m == top}
+    leader = next(iter(marks))
+    for k in means:
+        if k not in marks:
+            diff = paired_difference(values[k], values[leader])
+            if diff.n >= 2 and not diff.distinguishable(alpha):
+                marks[k] = "tied"
+    return marks
+
+
+def fmt_pm(est_mean: float, half: float, digits: int = 2, pm: str = " ± ") -> str:
+    """``12.34 ± 0.56`` (no ± part when the half-width is unknown)."""
+    if not finite(est_mean):
+        return "-"
+    return f"{est_mean:.{digits}f}" + (f"{pm}{half:.{digits}f}" if finite(half) else "")
+
+
+def fmt_p(p: Optional[float]) -> str:
+    if p is None or not finite(p):
+        return "-"
+    return "p<0.001" if p < 0.001 else f"p={p:.3f}" if p < 0.01 else f"p={p:.2f}"

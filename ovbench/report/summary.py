@@ -1,0 +1,118 @@
+"""``summary.md``: a study's answer to its own question, in sentences generated from the numbers.
+
+A table invites the reader to compare cells by eye; these sentences say which
+comparisons the seeds support. Every sentence comes from a paired test over seeds
+(:mod:`ovbench.report.stats`), never from two means alone: "q=128 beats q=16 by
+11.2 ± 2.1 (p<0.001)", "q=32 and q=64 are not distinguishable", and, where the
+ablation file gives the paper's figures, whether the paper's order holds here.
+"""
+from __future__ import annotations
+
+import itertools
+from typing import Any, Dict, List, Optional, Sequence, Tuple
+
+import pandas as pd
+
+from ovbench.report import stats
+
+Objective = Tuple[str, str]  # (metric, "maximize" | "minimize")
+
+
+def _values(df: pd.DataFrame, labels: Sequence[str], metric: str) -> Dict[str, Dict[int, float]]:
+    seeds = stats.per_seed(df, labels, [metric])
+    return {lab: v.get(metric, {}) for lab, v in seeds.items()}
+
+
+def _better(diff: stats.Difference, maximize: bool) -> bool:
+    return (diff.mean > 0) == maximize
+
+
+def compare_sentence(a: str, b: str, diff: stats.Difference, metric: str, maximize: bool,
+                     p: Optional[float] = None, correction: str = "") -> str:
+    """One sentence on ``a - b`` (``p`` overrides the difference's own p, e.g. Holm-adjusted)."""
+    p = diff.p if p is None else p
+    amount = stats.fmt_pm(abs(diff.mean), diff.half_width)
+    if diff.n < 2:
+        return f"{a} vs {b}: {diff.mean:+.2f} {metric} on {diff.n} common seed(s): not tested."
+    how = f"{stats.fmt_p(p)}{correction}, {diff.n} seeds"
+    if p < stats.ALPHA:
+        winner, loser = (a, b) if _better(diff, maximize) else (b, a)
+        return f"{winner} beats {loser} by {amount} {metric} ({how})."
+    return (f"{a} and {b} are not distinguishable on {metric}: difference {diff.mean:+.2f} ± "
+            f"{diff.half_width:.2f} ({how}).")
+
+
+def reference_sentences(values: Dict[str, Dict[int, float]], reference: str, metric: str,
+                        maximize: bool) -> List[str]:
+    """Every setting against the reference, Holm-corrected over those comparisons."""
+    others = [k for k in values if k != reference]
+    diffs = [stats.paired_difference(values[k], values[reference]) for k in others]
+    adjusted = stats.holm([d.p for d in diffs])
+    return [compare_sentence(k, reference, d, metric, maximize, p, " Holm-corrected")
+            for k, d, p in zip(others, diffs, adjusted)]
+
+
+def best_sentences(values: Dict[str, Dict[int, float]], metric: str, maximize: bool) -> List[str]:
+    marks = stats.best_group(values, maximize)
+    if not marks:
+        return []
+    best = [k for k, m in marks.items() if m == "best"]
+    est = stats.mean_ci(list(values[best[0]].values()))
+    ranking = sorted(values, key=lambda k: stats.mean_ci(list(values[k].values())).mean, reverse=maximize)
+    text = [f"Best on {metric}: {', '.join(best)} with {stats.fmt_pm(est.mean, est.half_width)} "
+            f"({est.n} seed{'s' if est.n != 1 else ''}); measured ranking by mean: {' > '.join(ranking)}."]
+    for k in values:
+        if k not in best:
+            text.append(compare_sentence(best[0], k, stats.paired_difference(values[best[0]], values[k]),
+                                         metric, maximize))
+    return text
+
+
+def paper_order_sentences(values: Dict[str, Dict[int, float]], paper: Dict[str, Dict[str, Any]],
+                          metric: str, maximize: bool) -> List[str]:
+    """For each pair of settings the paper reports, does its order hold here?"""
+    rows = {k: v for k, v in paper.items() if k in values}
+    if len(rows) < 2:
+        return []
+    paper_metric = next((m for m in next(iter(rows.values())) if not m.startswith("params")), None)
+    if paper_metric is None:
+        return []
+    ranked = sorted(rows, key=lambda k: rows[k].get(paper_metric, float("-inf")), reverse=True)
+    out = [f"The paper's ranking by {paper_metric}: {' > '.join(ranked)}."]
+    for a, b in itertools.combinations(rows, 2):
+        pa, pb = rows[a].get(paper_metric), rows[b].get(paper_metric)
+        if pa is None or pb is None or pa == pb:
+            continue
+        hi, lo = (a, b) if pa > pb else (b, a)
+        diff = stats.paired_difference(values[hi], values[lo])
+        claim = f"the paper's order {hi} > {lo} ({paper_metric} {max(pa, pb)} vs {min(pa, pb)})"
+        if diff.n < 2 or not diff.distinguishable():
+            verdict = "is not resolved here (not distinguishable)" if diff.n >= 2 else "cannot be tested (one seed)"
+        else:
+            verdict = "holds here" if _better(diff, maximize) else "is reversed here"
+        out.append(f"{claim} {verdict}: {hi} − {lo} = {stats.fmt_pm(diff.mean, diff.half_width)} {metric} "
+                   f"({stats.fmt_p(diff.p)}).")
+    return out
+
+
+def summary_markdown(header: str, df: pd.DataFrame, labels: Sequence[str], objective: Objective,
+                     reference: Optional[str], paper: Optional[Dict[str, Any]]) -> str:
+    """The whole ``summary.md``: provenance, then the study's answer on each set's objective metric."""
+    name = objective[0].split("/")[-1]
+    maximize = objective[1] != "minimize"
+    metrics = [objective[0]] + sorted({c for c in df.columns if "/" in c and c.split("/")[-1] == name} - {objective[0]})
+    lines = [header, ""]
+    if df[df["state"] == "COMPLETE"]["seed"].nunique() < 2:
+        lines.append("**One seed per setting: nothing below is tested; read no ranking from it.**\n")
+    for metric in metrics:
+        values = _values(df, labels, metric)
+        if not values:
+            continue
+        lines.append(f"## {metric}\n")
+        lines += [f"- {s}" for s in best_sentences(values, metric, maximize)] + [""]
+        if reference and reference in values:
+            lines += [f"Against the reference {reference} ({stats.PAIRED_METHOD}):", ""]
+            lines += [f"- {s}" for s in reference_sentences(values, reference, metric, maximize)] + [""]
+        if paper and metric == objective[0]:
+            lines += [f"- {s}" for s in paper_order_sentences(values, paper, metric, maximize)] + [""]
+    return "\n".join(lines)

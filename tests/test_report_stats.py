@@ -1,0 +1,129 @@
+"""Uncertainty in reports: seed CIs, paired differences from a reference, Holm, direction-aware marks,
+the summary's sentences and the table formats (no training: studies filled with known numbers)."""
+from __future__ import annotations
+
+import math
+
+import pytest
+from scipy import stats as sp
+
+from conftest import fill_study
+from ovbench.errors import InputError
+from ovbench.report import stats, tables
+from ovbench.report.cli import build_report
+from ovbench.report.frame import study_frame, swept_params
+
+SPEC = """\
+study: qs
+base_config: configs/smoke/tiny_fcn.py
+space:
+  model.decode_head.channels: [8, 16, 32, 64]
+seeds: [0, 1, 2, 3]
+datasets: [toy]
+objective:
+  metric: toy/mIoU
+  direction: {direction}
+work_dir: {{work}}
+"""
+# per-seed mIoU: 64 is far above 8; 16 and 32 differ by noise only; seed 3 is a bad seed for all
+VALUES = {8: [40.0, 41.0, 39.5, 35.0], 16: [50.0, 50.5, 49.0, 46.0], 32: [50.2, 49.8, 49.6, 45.8],
+          64: [60.0, 61.5, 60.5, 56.0]}
+
+
+def result(point: dict) -> dict:
+    miou = VALUES[point["model.decode_head.channels"]][point["seed"]]
+    return {"status": "ok", "metrics": {"toy": {"mIoU": miou}},
+            "cost": {"trainable_params": 100 * point["model.decode_head.channels"], "train_time_s": 10.0 + point["seed"]}}
+
+
+@pytest.fixture(params=["maximize", "minimize"])
+def study(request, tmp_path):
+    return fill_study(SPEC.format(direction=request.param), tmp_path, result)
+
+
+def test_mean_ci_and_paired_difference_match_scipy():
+    v = [50.0, 50.5, 49.0, 46.0]
+    est = stats.mean_ci(v)
+    lo, hi = sp.t.interval(0.95, len(v) - 1, loc=sum(v) / 4, scale=sp.sem(v))
+    assert est.n == 4 and est.mean == pytest.approx(48.875) and est.half_width == pytest.approx((hi - lo) / 2)
+    a, b = dict(enumerate(VALUES[16])), dict(enumerate(VALUES[8]))
+    d = stats.paired_difference(a, b)
+    ref = sp.ttest_rel(VALUES[16], VALUES[8])
+    assert d.mean == pytest.approx(10.0) and d.p == pytest.approx(ref.pvalue) and d.n == 4
+    one = stats.paired_difference({0: 1.0, 1: 2.0}, {1: 0.0, 2: 5.0})  # one common seed: untestable
+    assert one.n == 1 and math.isnan(one.p) and math.isnan(stats.mean_ci([3.0]).half_width)
+
+
+def test_holm_step_down():
+    # m=3: 0.01*3=0.03, 0.02*2=0.04, 0.04*1=0.04 (monotone); NaN is no test
+    assert stats.holm([0.04, 0.01, math.nan, 0.02]) == pytest.approx([0.04, 0.03, math.nan, 0.04], nan_ok=True)
+
+
+def test_marks_follow_the_objective_direction_and_tie_indistinguishable_rows(study):
+    _, s, _ = study
+    direction = s.user_attrs["spec"]["objective"][1]
+    table = tables.summarize(study_frame(s), swept_params(s), objective=("toy/mIoU", direction))
+    marks = dict(zip(table["setting"], table["toy/mIoU:mark"]))
+    if direction == "maximize":
+        assert marks == {"channels=8": "", "channels=16": "", "channels=32": "", "channels=64": "best"}
+    else:  # 8 is best; 16 and 32 are clearly worse than 8 and 64 worse still
+        assert marks == {"channels=8": "best", "channels=16": "", "channels=32": "", "channels=64": ""}
+    tie = stats.best_group({"a": dict(enumerate(VALUES[16])), "b": dict(enumerate(VALUES[32]))}, maximize=True)
+    assert tie == {"a": "best", "b": "tied"}  # 48.875 vs 48.85: not distinguishable
+    exact = stats.best_group({"a": {0: 1.0}, "b": {0: 1.0}, "c": {0: 0.5}}, maximize=True)
+    assert exact == {"a": "best", "b": "best"}  # exact ties are all best, and only they
+
+
+def test_reference_differences_are_paired_holm_corrected_and_checked(study):
+    _, s, _ = study
+    df, params = study_frame(s), swept_params(s)
+    objective = ("toy/mIoU", s.user_attrs["spec"]["objective"][1])
+    table = tables.summarize(df, params, objective=objective, reference="channels=16").set_index("setting")
+    raw = [sp.ttest_rel(VALUES[c], VALUES[16]).pvalue for c in (8, 32, 64)]
+    holm = stats.holm(raw)
+    assert table.loc["channels=64", "toy/mIoU:diff"] == pytest.approx(10.625)
+    assert [table.loc[f"channels={c}", "toy/mIoU:p"] for c in (8, 32, 64)] == pytest.approx(holm)
+    assert math.isnan(table.loc["channels=16", "toy/mIoU:diff"])
+    md = tables.render(table.reset_index(), ["toy/mIoU"], "md", reference="channels=16")
+    assert "channels=16 (ref)" in md and "| ref |" in md and "+10.62 ±" in md
+    with pytest.raises(InputError, match="reference setting 'q=9' is not a setting.*channels=8"):
+        tables.summarize(df, params, objective=objective, reference="q=9")
+
+
+def test_report_writes_summary_sentences_compact_table_and_formats(tmp_path):
+    path, _, _ = fill_study(SPEC.format(direction="maximize"), tmp_path, result)
+    texts = build_report(str(path), ["md", "latex", "html"], tmp_path / "reports", plots_on=False,
+                         reference="channels=16")
+    out = tmp_path / "reports" / "qs"
+    summary = (out / "summary.md").read_text()
+    assert "Best on toy/mIoU: channels=64" in summary
+    assert "channels=64 beats channels=16 by 10.62 ±" in summary
+    assert "channels=32 and channels=16 are not distinguishable" in summary
+    assert "<li>" in (out / "summary.html").read_text()
+    compact = texts["compact"].splitlines()
+    header = next(line for line in compact if line.startswith("| setting"))
+    assert header.split(" | ")[1:] == ["toy/mIoU", "Δ toy/mIoU", "trainable_params", "train_time_s", "seeds |"]
+    assert "95% CI half-width over seeds (Student t, n-1 df)" in texts["compact"]
+    latex = texts["latex"]
+    assert latex.startswith("\\begin{table}") and "\\toprule" in latex and "\\bottomrule" in latex
+    page = texts["html"]
+    assert "position:sticky" in page and '<th colspan="2">toy</th>' in page and "<h1>qs</h1>" in page
+
+
+def test_one_seed_says_no_uncertainty(tmp_path):
+    path, _, _ = fill_study(SPEC.format(direction="maximize").replace("[0, 1, 2, 3]", "[0]"), tmp_path, result)
+    texts = build_report(str(path), ["md"], tmp_path / "reports", plots_on=False)
+    assert "one seed per setting, so no uncertainty is shown" in texts["md"] and " ± " not in texts["md"]
+    assert "One seed per setting: nothing below is tested" in (tmp_path / "reports" / "qs" / "summary.md").read_text()
+
+
+def test_paper_order_holds_or_is_reversed(tmp_path):
+    from ovbench.report.summary import paper_order_sentences
+
+    values = {f"c={c}": dict(enumerate(v)) for c, v in VALUES.items()}
+    paper = {"c=8": {"params_M": 1.0, "A-847": 12.0}, "c=64": {"params_M": 2.0, "A-847": 11.0},
+             "c=16": {"A-847": 10.0}, "c=32": {"A-847": 10.5}}
+    text = " ".join(paper_order_sentences(values, paper, "toy/mIoU", maximize=True))
+    assert "the paper's order c=8 > c=64 (A-847 12.0 vs 11.0) is reversed here" in text
+    assert "the paper's order c=64 > c=16 (A-847 11.0 vs 10.0) holds here" in text
+    assert "the paper's order c=32 > c=16 (A-847 10.5 vs 10.0) is not resolved here" in text
