@@ -32,6 +32,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("checkpoint", nargs="?", default=None, help="checkpoint (omit for zero-shot models)")
     parser.add_argument("--datasets", nargs="+", default=None, help="names from the config's eval_datasets")
     parser.add_argument("--work-dir", help="where logs and results go (default: ./work_dirs/<config>/test)")
+    parser.add_argument("--data-root", help="where the datasets are: a config's data/<folder> becomes DIR/<folder> "
+                        "(default: $OVBENCH_DATA_ROOT, else ./data; docs/datasets.md)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--cfg-options", nargs="+", action=DictAction, help="override config keys")
     parser.add_argument("--out", help="write raw predictions (label PNGs) to OUT/<set name>/, as mmseg's --out")
@@ -52,11 +54,16 @@ def evaluate_config(
     out: Optional[str] = None,
     show_dir: Optional[str] = None,
     launcher: str = "none",
+    data_root: Optional[str] = None,
 ) -> Dict[str, Dict[str, float]]:
-    """``{set name: metrics}`` for the model of ``config`` (+ ``checkpoint``)."""
+    """``{set name: metrics}`` for the model of ``config`` (+ ``checkpoint``); every set is checked on disk
+    (under ``data_root``, see :mod:`ovbench.data.roots`) before the model is built."""
     from mmengine.dist import is_main_process
     from mmengine.runner import Runner
 
+    from ovbench.data.check import check_datasets
+    from ovbench.data.roots import data_root as root_of
+    from ovbench.data.roots import point_config
     from ovbench.evaluation import eval_datasets_of, evaluate_datasets
     from ovbench.train import load_config
 
@@ -71,7 +78,9 @@ def evaluate_config(
         paint_predictions(cfg, show_dir)
     cfg.load_from = checkpoint
     cfg.resume = False
+    point_config(cfg, root_of(data_root))
     sets = eval_datasets_of(cfg, datasets)
+    check_datasets(sets)
     for key in ("train_dataloader", "train_cfg", "optim_wrapper", "param_scheduler"):
         cfg[key] = None  # evaluation only: never build the training set (it may not exist here)
     runner = Runner.from_cfg(cfg)
@@ -161,7 +170,7 @@ def run(args: argparse.Namespace) -> int:
     os.environ.setdefault("LOCAL_RANK", str(args.local_rank))  # as mmseg's tools/test.py, for --launcher
     results = evaluate_config(
         args.config, args.checkpoint, args.datasets, args.work_dir, args.cfg_options, args.seed,
-        out=args.out, show_dir=args.show_dir, launcher=args.launcher,
+        out=args.out, show_dir=args.show_dir, launcher=args.launcher, data_root=args.data_root,
     )
     from mmengine.dist import is_main_process
 

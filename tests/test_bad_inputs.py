@@ -97,7 +97,7 @@ def test_report_by_a_name_that_escapes_is_refused(tmp_path, monkeypatch, capsys,
 
 @pytest.fixture
 def spec_path(tmp_path, monkeypatch):
-    monkeypatch.setenv("OVBENCH_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("OVBENCH_DATA_ROOT", str(tmp_path / "data"))
     return write_spec(tmp_path)
 
 

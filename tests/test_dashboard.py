@@ -19,7 +19,6 @@ space:
   model.decode_head.channels: [4, 8]
 seeds: [0]
 datasets: [toy]
-train_dataset: toy
 work_dir: {work}
 """
 LINE = "12/02 15:44:58 - mmengine - INFO - Iter(train) [{i}/3]  lr: 1.0e-02  eta: 0:00:01  time: 0.2  loss: {loss}  " \

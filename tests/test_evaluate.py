@@ -30,6 +30,7 @@ model = dict(alignment=True)
 test_evaluator = [dict(type='OpenVocabIoUMetric'), dict(type='AlignmentMetric')]
 _pipe = [dict(type='LoadImageFromFile'), dict(type='LoadAnnotations'), dict(type='PackSegInputs')]
 eval_datasets = dict(
+    _delete_=True,  # not the base's toy set
     toy3=dict(type='OVSegDataset', data_root='{data_a}', vocabulary='vocabulary.json',
               data_prefix=dict(img_path='img_dir/val', seg_map_path='ann_dir/val'), pipeline=_pipe),
     toy5=dict(type='OVSegDataset', data_root='{data_b}', vocabulary='vocabulary.json',

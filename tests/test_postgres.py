@@ -30,7 +30,6 @@ space:
   model.decode_head.channels: [4, 8, 12]
 seeds: [0]
 datasets: [toy]
-train_dataset: toy
 overrides:
   train_cfg.max_iters: 2
   train_cfg.val_interval: 1000
@@ -48,7 +47,7 @@ def ovbench(*args: str) -> list:
 
 @pytest.mark.slow
 def test_two_runs_share_a_postgresql_study_and_report_reads_it(tmp_path, monkeypatch):
-    monkeypatch.setenv("OVBENCH_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("OVBENCH_DATA_ROOT", str(tmp_path / "data"))
     spec = tmp_path / "pg.yaml"
     spec.write_text(SPEC.format(work=tmp_path / "work"))
     with private_postgres() as url:

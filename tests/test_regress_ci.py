@@ -47,7 +47,7 @@ torch.optim.SGD.__init__ = _cut_lr
 
 
 def run_regress(tmp_path: Path, sitecustomize: str = "", **extra_env: str) -> subprocess.CompletedProcess:
-    env = dict(os.environ, OVBENCH_DATA_DIR=str(tmp_path / "data"), **extra_env)
+    env = dict(os.environ, OVBENCH_DATA_ROOT=str(tmp_path / "data"), **extra_env)
     if sitecustomize:
         site = tmp_path / "site"
         site.mkdir()

@@ -43,7 +43,7 @@ def slurm_cluster(tmp_path, monkeypatch):
 
 
 def test_ci_study_on_a_real_slurm_runs_each_point_once(slurm_cluster, tmp_path, monkeypatch):
-    monkeypatch.setenv("OVBENCH_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("OVBENCH_DATA_ROOT", str(tmp_path / "data"))
     work = tmp_path / "work"
     exe = shutil.which("ovbench") or str(Path(sys.executable).with_name("ovbench"))
     proc = subprocess.run([exe, "run", "ablations/ci.yaml", "--executor", "slurm", "--work-dir", str(work),

@@ -61,7 +61,9 @@ def test_panel_predictions_use_each_sets_own_vocabulary(tmp_path):
 
     init_default_scope("mmseg")
     cfg = Config.fromfile("configs/smoke/tiny_fcn.py")
-    out = save_predictions(VocabularyEcho(), cfg, {"large": str(large), "small": str(small)}, tmp_path / "w", n=2)
+    cfg.eval_datasets = {name: dict(cfg.eval_datasets.toy, data_root=str(root))  # the study's sets, by name
+                         for name, root in (("large", large), ("small", small))}
+    out = save_predictions(VocabularyEcho(), cfg, ["large", "small"], tmp_path / "w", n=2)
     for name, classes in (("large", 5), ("small", 3)):
         assert len(out[name]) == 2
         for entry in out[name]:

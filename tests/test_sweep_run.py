@@ -33,7 +33,6 @@ space:
   {key}: {values}
 seeds: [0]
 datasets: [toy]
-train_dataset: toy
 overrides:
   train_cfg.max_iters: 2
   train_cfg.val_interval: 1000
@@ -45,7 +44,7 @@ executor: {{type: local, workers: 1, timeout_min: 5}}
 
 @pytest.fixture
 def data_env(tmp_path, monkeypatch):
-    monkeypatch.setenv("OVBENCH_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("OVBENCH_DATA_ROOT", str(tmp_path / "data"))
     return tmp_path
 
 

@@ -121,10 +121,42 @@ def test_named_choices_and_keys_inside_an_override(tmp_path):
     assert spec.config_params(point)["model.decode_head.loss_decode"] == {"loss_weight": 2.0}
 
 
-def test_synthetic_benchmark_sets_are_known_names(tmp_path):
-    text = GOOD.replace("datasets: [toy]", "datasets: [synth_large, synth_small]").replace("toy/mIoU", "synth_small/hIoU")
+def test_dataset_names_come_from_the_configs_eval_datasets(tmp_path):
+    """The synthetic sets are names of configs/synth's eval_datasets, as real sets are of the real configs'."""
+    text = GOOD.replace("configs/smoke/tiny_fcn.py", "configs/synth/hclip.py").replace(
+        "  model.decode_head.channels: [8, 16]\n  optim_wrapper.optimizer.lr: [0.01, 0.05]\n",
+        "  model.clip.peft.q: [16, 32]\n").replace(
+        "datasets: [toy]", "datasets: [synth_large, synth_small]").replace("toy/mIoU", "synth_small/hIoU")
     spec = load_spec(write(tmp_path, text))
     assert spec.datasets == ["synth_large", "synth_small"] and spec.objective_metric == "synth_small/hIoU"
+    err = errors(tmp_path, text.replace("synth_large, synth_small", "synth_large, ade847"))
+    assert any(p.key == "datasets" and "unknown dataset 'ade847'" in p.message and "synth_medium_shift" in p.message
+               for p in err.problems)
+
+
+def test_real_scale_runs_real_config_with_the_real_keys():
+    embedded = load_spec("ablations/block_size.yaml")
+    real = load_spec("ablations/block_size.yaml", scale="real")
+    assert (real.scale, real.study) == ("real", "block_size-real")
+    assert real.base_config == embedded.real_config == "configs/hclip/hclip_vitb16_coco-stuff171_384.py"
+    assert real.datasets == ["ade847", "pc459", "ade150", "pc59", "voc20", "voc20b"]
+    assert real.space["model.clip.peft.q"].options() == (32, 64, 128, 256)
+    assert real.overrides == embedded.overrides  # keys not under real: are the file's
+    assert real.content_hash != embedded.content_hash
+
+
+def test_real_scale_problems_name_the_real_block_and_its_lines(tmp_path):
+    text = GOOD + "real_config: configs/hclip/hclip_vitb16_coco-stuff171_384.py\nreal:\n  datasets: [ade847, toy]\n" \
+        "  objective: {metric: ade847/mIoU}\n  space: {model.clip.peft.q: [64]}\n  base_config: x.py\n"
+    err = errors(tmp_path, text)  # embedded scale: only real:'s keys are checked
+    assert [(p.key, p.line) for p in err.problems] == [("real.base_config", 17)]
+    p = write(tmp_path, text.replace("  base_config: x.py\n", ""))
+    with pytest.raises(SpecError) as info:
+        load_spec(p, scale="real")
+    (problem,) = info.value.problems  # toy is not an eval set of the real config; the line is real:'s
+    assert problem.key == "datasets" and "unknown dataset 'toy'" in problem.message and problem.line == 14
+    with pytest.raises(SpecError, match="real_config: missing; --scale real runs the file's real_config"):
+        load_spec(write(tmp_path, GOOD), scale="real")
 
 
 # ----------------------------------------------------------------------------- issue 16: more malformed kinds
@@ -149,9 +181,11 @@ TPE = GOOD.replace("study: t\n", "study: t\nsampler: tpe\nn_trials: 3\n").replac
          "  model.decode_head.channels: [8, 16]\n  model.decode_head.channels: [4]\n",
          "space.model.decode_head.channels", "duplicate key", 5),
         # entries of the wrong shape
-        (GOOD, "datasets: [toy]", "datasets: [{toy: 1}]", "datasets", "expected dataset names", 7),
-        (GOOD, "datasets: [toy]", "datasets: [toy]\ntrain_dataset: [toy]", "train_dataset",
-         "expected one dataset name", 8),
+        (GOOD, "datasets: [toy]", "datasets: [{toy: 1}]", "datasets", "list of dataset names", 7),
+        # datasets name entries of the config's eval_datasets (no registry of the sweep's own)
+        (GOOD, "datasets: [toy]", "datasets: [ade847]", "datasets", "unknown dataset 'ade847'; expected one of "
+         "the config's eval_datasets: toy", 7),
+        (GOOD, "datasets: [toy]", "datasets: [toy]\ntrain_dataset: toy", "train_dataset", "unknown key", 8),
         (GOOD, "datasets: [toy]", "datasets: [toy, toy]", "datasets", "duplicate dataset", 7),
         (GOOD, "executor: {type: local, workers: 1}", "executor: {type: local, workers: 1}\nwork_dir: [a]",
          "work_dir", "expected a string", 12),

@@ -1,9 +1,11 @@
 # The smallest real MMSeg training run: a ResNet-18 at 1/8 width with an FCN head
-# on a small OVSegDataset. Used by the foundation tests (which write their own
-# dataset and set data_root) and as a sanity check of the install.
+# on a small OVSegDataset: the generated toy set (ovbench.data.toy, made under the
+# data root on first use, ovbench.data.roots). Used by the CI study
+# (ablations/ci.yaml), the foundation tests (which write their own dataset and
+# set data_root) and as a sanity check of the install.
 _base_ = ['../_base_/default_runtime.py']
 
-data_root = 'data/smoke'
+data_root = 'data/toy-v2'
 vocabulary = 'vocabulary.json'
 crop_size = (64, 64)
 num_classes = 3
@@ -89,6 +91,7 @@ val_dataloader = dict(
     ),
 )
 test_dataloader = val_dataloader
+eval_datasets = dict(toy=val_dataloader['dataset'])
 val_evaluator = dict(type='OpenVocabIoUMetric')
 test_evaluator = val_evaluator
 

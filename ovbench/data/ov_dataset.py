@@ -200,7 +200,8 @@ class OVSegDataset(BaseSegDataset):
             metainfo=metainfo,
             **kwargs,
         )
-        if check_labels and not self.test_mode and self.label_map is None:
+        lazy = kwargs.get("lazy_init", False)  # a lazy dataset lists no files yet (ovbench.data.check)
+        if check_labels and not self.test_mode and self.label_map is None and not lazy:
             self._check_label_ids(check_labels)
 
     def _check_label_ids(self, n: int) -> None:

@@ -11,8 +11,14 @@ from __future__ import annotations
 import copy
 from typing import Any, Dict, Mapping, Optional
 
+from ovbench.errors import InputError
+
 #: config key naming the evaluation sets: ``{name: dataset config dict}``.
 EVAL_DATASETS_KEY = "eval_datasets"
+
+
+class UnknownEvalSet(InputError, KeyError):
+    """A name that is not an entry of the config's ``eval_datasets``."""
 
 
 def eval_datasets_of(cfg: Any, names: Optional[list] = None) -> Dict[str, dict]:
@@ -27,7 +33,7 @@ def eval_datasets_of(cfg: Any, names: Optional[list] = None) -> Dict[str, dict]:
         return declared
     unknown = [n for n in names if n not in declared]
     if unknown:
-        raise KeyError(
+        raise UnknownEvalSet(
             f"unknown evaluation set(s) {unknown}; the config's '{EVAL_DATASETS_KEY}' declares {sorted(declared)}"
         )
     return {n: declared[n] for n in names}
@@ -73,6 +79,8 @@ def evaluate_datasets(
 
     from mmengine.runner import TestLoop
 
+    from ovbench.adapters.mmengine import set_test_loop
+
     results: Dict[str, Dict[str, float]] = {}
     for name, dataset_cfg in datasets.items():
         loader = copy.deepcopy(dict(loader_cfg))
@@ -81,7 +89,7 @@ def evaluate_datasets(
         if output_root is not None:
             evaluator = with_output_dir(evaluator, osp.join(output_root, name))
         loop = TestLoop(runner, loader, evaluator)
-        runner._test_loop = loop  # the runner's public test_dataloader/test_loop now mean this set
+        set_test_loop(runner, loop)  # the runner's public test_dataloader/test_loop now mean this set
         metrics = loop.run()
         results[name] = {k: v for k, v in ((k, _numeric(v)) for k, v in metrics.items()) if v is not None}
     return results

@@ -25,7 +25,7 @@ from typing import Any, Callable, Dict, List, Optional, Set
 import optuna
 from optuna.trial import TrialState
 
-from ovbench.sweep import datasets as ds_registry
+from ovbench.sweep import preflight
 from ovbench.sweep import study as st
 from ovbench.sweep.curves import LossCurve
 from ovbench.sweep.spec import AblationSpec
@@ -76,9 +76,10 @@ def default_workers(spec: AblationSpec) -> int:
 
 
 def prepare_datasets(spec: AblationSpec) -> Dict[str, str]:
-    """Resolve (and generate once, before any trial starts) every dataset the spec names."""
-    names = list(dict.fromkeys(spec.datasets + ([spec.train_dataset] if spec.train_dataset else [])))
-    return {n: str(ds_registry.resolve(n)) for n in names}
+    """Check (and generate once, before any trial starts) every dataset the spec's trials read."""
+    from ovbench.data.roots import data_root
+
+    return preflight.check_study_data(spec, data_root())
 
 
 def _die_with_parent() -> None:
@@ -95,7 +96,6 @@ def trial_request(spec: AblationSpec, claim: st.Claim, roots: Dict[str, str]) ->
         "study": spec.study, "trial_number": claim.trial.number, "base_config": str(spec.base_config_path()),
         "params": params, "seed": claim.point["seed"], "overrides": spec.overrides,
         "datasets": {n: roots[n] for n in spec.datasets},
-        "train_root": roots.get(spec.train_dataset) if spec.train_dataset else None,
         "work_dir": str(claim.work_dir),
     }
 
@@ -275,11 +275,9 @@ def run_local(spec: AblationSpec, opts: RunOptions) -> List[int]:
     return ran
 
 
-def _slurm_worker(spec_path: str, opts: RunOptions) -> List[int]:
-    """Body of one submitit job: a single-worker local loop on the shared study."""
-    from ovbench.sweep.spec import load_spec
-
-    spec = load_spec(spec_path)
+def _slurm_worker(spec: AblationSpec, opts: RunOptions) -> List[int]:
+    """Body of one submitit job: a single-worker local loop on the shared study (the spec travels
+    pickled, so the job runs the scale the run was started at)."""
     return run_local(spec, RunOptions(**{**opts.__dict__, "workers": 1, "progress": False}))
 
 
@@ -301,7 +299,7 @@ def run_slurm(spec: AblationSpec, opts: RunOptions, executor: Any = None) -> Lis
         params.update(spec.executor.slurm)
         executor.update_parameters(**params)
     prepare_datasets(spec)
-    jobs = executor.map_array(_slurm_worker, [spec.path] * max(1, opts.workers), [opts] * max(1, opts.workers))
+    jobs = executor.map_array(_slurm_worker, [spec] * max(1, opts.workers), [opts] * max(1, opts.workers))
     from ovbench.sweep import slurm_watch
 
     study = optuna.load_study(storage=st.open_storage(opts.storage_url), study_name=opts.study_name)

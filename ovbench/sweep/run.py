@@ -3,8 +3,11 @@
 Re-running the same command skips completed trials and re-runs failed or
 interrupted ones; ``--rerun`` runs every point again (older trials stay as
 history). A changed ablation file is refused (``--new-study`` runs it as a new
-study instead). Exit code: 0 when every point completed (or is still running in another worker),
-1 when some point failed, 2 on an invalid file or a refused study.
+study instead). ``--scale real`` runs the file's ``real_config`` (study ``<study>-real``) on the
+datasets under ``--data-root`` (docs/real_data.md); every dataset the trials read is checked
+before the storage is created. ``--dry-run`` prints the plan and creates nothing. Exit code:
+0 when every point completed (or is still running in another worker), 1 when some point
+failed, 2 on an invalid file, a missing dataset or a refused study.
 """
 from __future__ import annotations
 
@@ -17,10 +20,12 @@ import time
 from pathlib import Path
 from typing import List, Optional, Tuple
 
-from ovbench.sweep import executor as ex
-from ovbench.sweep import study as st
+from ovbench.data.roots import DATA_ROOT_ENV, data_root
 from ovbench.errors import InputError
-from ovbench.sweep.spec import MAX_WORKERS, AblationSpec, load_spec
+from ovbench.sweep import executor as ex
+from ovbench.sweep import preflight
+from ovbench.sweep import study as st
+from ovbench.sweep.spec import MAX_WORKERS, SCALES, AblationSpec, load_spec
 
 
 def _workers(text: str) -> int:
@@ -60,6 +65,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--grace", type=_seconds, default=60.0,
                         help="a RUNNING trial with no heartbeat for this long (other hosts) is stale")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar (one line per trial only)")
+    parser.add_argument("--scale", choices=SCALES, default="embedded",
+                        help="embedded: the file's base_config; real: its real_config and real: keys, as study "
+                             "<study>-real (default: %(default)s)")
+    parser.add_argument("--data-root", help=f"where the datasets are: a config's data/<folder> becomes DIR/<folder> "
+                        f"(default: ${DATA_ROOT_ENV}, else ./data; docs/datasets.md)")
+    parser.add_argument("--dry-run", action="store_true",
+                        help="print the trials, config, datasets, executor and iterations; run and create nothing")
 
 
 def storage_of(args: argparse.Namespace, spec: AblationSpec) -> Tuple[Path, str]:
@@ -68,24 +80,36 @@ def storage_of(args: argparse.Namespace, spec: AblationSpec) -> Tuple[Path, str]
     return work_root, args.storage or spec.storage or st.default_storage_url(work_root)
 
 
-def prepare(args: argparse.Namespace, create: bool = True) -> Tuple[AblationSpec, ex.RunOptions]:
-    """Validate the file, open/create the study (hash-guarded) and build the run options."""
-    spec = load_spec(args.ablation)
+def load(args: argparse.Namespace) -> AblationSpec:
+    """The validated file at the chosen ``--scale``, with ``--executor`` applied."""
+    spec = load_spec(args.ablation, scale=getattr(args, "scale", "embedded"))
     if args.executor:
         spec.executor = type(spec.executor)(**{**spec.executor.__dict__, "type": args.executor})
+    return spec
+
+
+def prepare(args: argparse.Namespace, create: bool = True,
+            spec: Optional[AblationSpec] = None) -> Tuple[AblationSpec, ex.RunOptions]:
+    """Validate the file (unless given), open/create the study (hash-guarded) and build the run options."""
+    spec = spec or load(args)
     work_root, url = storage_of(args, spec)
     storage = st.open_storage(url, create=create)
     name = st.study_name_for(spec, args.new_study)
     study = st.open_study(spec, storage, name, create=create)
     if getattr(args, "rerun", False):
         st.mark_rerun(study)
-    workers = min(args.workers or ex.default_workers(spec), max(1, spec.n_points()))
+    workers = planned_workers(args, spec)
     threads = max(1, (os.cpu_count() or 1) // workers)
     opts = ex.RunOptions(storage_url=url, study_name=name, work_root=work_root, workers=workers,
                          heartbeat_s=args.heartbeat, grace_s=args.grace,
                          timeout_s=spec.executor.timeout_min * 60, progress=not args.no_progress,
                          threads_per_trial=threads)
     return spec, opts
+
+
+def planned_workers(args: argparse.Namespace, spec: AblationSpec) -> int:
+    """``--workers``, else the file's, else the cores; never more than the study has points."""
+    return min(args.workers or ex.default_workers(spec), max(1, spec.n_points()))
 
 
 def summarize(spec: AblationSpec, opts: ex.RunOptions, elapsed: float, ran: Optional[List[int]] = None) -> int:
@@ -109,7 +133,15 @@ def summarize(spec: AblationSpec, opts: ex.RunOptions, elapsed: float, ran: Opti
 def run(args: argparse.Namespace, create: bool = True) -> int:
     start = time.time()
     try:
-        spec, opts = prepare(args, create=create)
+        spec = load(args)
+        root = data_root(getattr(args, "data_root", None))
+        if getattr(args, "data_root", None):
+            os.environ[DATA_ROOT_ENV] = str(root)  # trials (subprocesses, SLURM jobs) inherit the data root
+        if getattr(args, "dry_run", False):
+            print("\n".join(preflight.plan_lines(spec, root, spec.executor.type, planned_workers(args, spec))))
+            return 0
+        preflight.check_study_data(spec, root)  # before the storage exists: a missing set creates nothing
+        spec, opts = prepare(args, create=create, spec=spec)
     except InputError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -1,9 +1,10 @@
 """One trial in its own process: ``python -m ovbench.sweep.trial WORK_DIR/request.json``.
 
-Builds the mmengine config (base + params + overrides + dataset roots + seed +
+Builds the mmengine config (base + params + overrides + data root + seed +
 work dir) with :func:`ovbench.train.load_config`, dumps it, trains through
 :func:`ovbench.train.train` (mmengine's Runner: the one training path),
-evaluates on every evaluation set with mmengine's ``TestLoop``, measures cost,
+evaluates the study's entries of the config's ``eval_datasets`` through the same
+function as ``ovbench test`` (one evaluation path), measures cost,
 and writes ``result.json`` (status ok | failed). Running in a separate process
 means a crash, an OOM or a NaN loss fails this trial only.
 """
@@ -55,67 +56,59 @@ def is_rank_zero() -> bool:
 
 
 def build_config(req: Dict[str, Any]):
-    """The trial's mmengine config: base + overrides + params + dataset roots, seed and work dir.
+    """The trial's mmengine config: base + overrides + params, every dataset under the data root
+    (:mod:`ovbench.data.roots`), seed and work dir.
 
     Under torchrun (``WORLD_SIZE`` > 1) the config uses mmengine's ``pytorch`` launcher
     (:func:`ovbench.train.load_config` switches to gloo when there is no GPU).
     """
+    from ovbench.data.roots import data_root, point_config
     from ovbench.sweep import hooks  # noqa: F401  (registers FailOnInvalidLossHook)
     from ovbench.train import load_config
 
     options: Dict[str, Any] = dict(req.get("overrides") or {})
     options.update(req.get("params") or {})
-    train_root = req.get("train_root")
     launcher = "pytorch" if world_size() > 1 else "none"
     cfg = load_config(req["base_config"], work_dir=req["work_dir"], cfg_options=options or None,
                       seed=int(req["seed"]), launcher=launcher)
-    if train_root:
-        set_data_root(cfg.train_dataloader, train_root, "train_dataloader")
+    point_config(cfg, data_root(req.get("data_root")))
+    drop_unused_validation(cfg)
     hooks = list(cfg.get("custom_hooks") or [])
     if not any(h.get("type") == "FailOnInvalidLossHook" for h in hooks):
         hooks.append(dict(type="FailOnInvalidLossHook", interval=1))  # a NaN loss fails the trial
     cfg.custom_hooks = hooks
-    # the config's own validation uses the first evaluation set's data
-    first = next(iter(req["datasets"].values()), None)
-    for key in ("val_dataloader", "test_dataloader"):
-        if first and cfg.get(key):
-            set_data_root(cfg[key], first, key)
     return cfg
 
 
-def set_data_root(loader: Any, root: str, where: str) -> None:
-    """Point a dataloader's dataset at a named dataset's root; a dataset without one is an error
-    (e.g. a ConcatDataset), said plainly instead of silently evaluating the config's own data."""
-    dataset = loader.get("dataset")
-    if not hasattr(dataset, "get") or "data_root" not in dataset:
-        raise ValueError(f"{where}.dataset has no data_root to point at {root} (type "
-                         f"{getattr(dataset, 'get', lambda k: None)('type')}); drop train_dataset/datasets "
-                         f"from the ablation file or give the config a plain dataset")
-    dataset["data_root"] = root
+def validates(cfg: Any) -> bool:
+    """Whether training ever runs the config's validation loop (interval within max_iters)."""
+    train_cfg = cfg.get("train_cfg") or {}
+    interval, max_iters = train_cfg.get("val_interval"), train_cfg.get("max_iters")
+    return bool(cfg.get("val_dataloader")) and not (interval and max_iters and interval > max_iters)
 
 
-def evaluate(runner: Any, cfg: Any, datasets: Dict[str, str]) -> Dict[str, Dict[str, float]]:
-    """Every evaluation set through mmengine's TestLoop on the trained model."""
-    import copy
+def drop_unused_validation(cfg: Any) -> None:
+    """Remove a validation loop that never runs: mmengine builds its dataset at the start of training
+    anyway, so a study would need a set (e.g. ADE-150 in the real configs) it never reads. The trial
+    evaluates its ``datasets`` itself at the end."""
+    if not validates(cfg):
+        cfg.val_dataloader, cfg.val_cfg, cfg.val_evaluator = None, None, None
 
-    from mmengine.runner import TestLoop
 
-    out: Dict[str, Dict[str, float]] = {}
-    for name, root in datasets.items():
-        loader = copy.deepcopy(cfg.test_dataloader)
-        set_data_root(loader, root, "test_dataloader")
-        evaluator = copy.deepcopy(cfg.test_evaluator)
-        loop = TestLoop(runner, loader, evaluator)
-        runner._test_loop = loop  # hooks read runner.test_loop / test_dataloader: make them this set's
-        metrics = loop.run()
-        out[name] = {k: round(_num(v), 4) for k, v in metrics.items() if _num(v) is not None}
-    return out
+def evaluate(runner: Any, cfg: Any, names: Any) -> Dict[str, Dict[str, float]]:
+    """The study's evaluation sets (entries of the config's ``eval_datasets``) through the function
+    ``ovbench test`` uses, :func:`ovbench.evaluation.evaluate_datasets`; metrics rounded for storage."""
+    from ovbench.evaluation import eval_datasets_of, evaluate_datasets
+
+    sets = eval_datasets_of(cfg, list(names))
+    metrics = evaluate_datasets(runner, cfg.test_dataloader, cfg.test_evaluator, sets)
+    return {name: {k: round(v, 4) for k, v in row.items()} for name, row in metrics.items()}
 
 
 PANEL_IMAGES = 3
 
 
-def save_predictions(model: Any, cfg: Any, datasets: Dict[str, str], work_dir: Path,
+def save_predictions(model: Any, cfg: Any, names: Any, work_dir: Path,
                      n: int = PANEL_IMAGES) -> Dict[str, list]:
     """Predictions on the first ``n`` images of each set (label PNGs) for the report's qualitative panels.
 
@@ -130,12 +123,12 @@ def save_predictions(model: Any, cfg: Any, datasets: Dict[str, str], work_dir: P
     from mmseg.registry import DATASETS
     from PIL import Image
 
+    from ovbench.evaluation import eval_datasets_of
+
     out: Dict[str, list] = {}
     model.eval()
-    for name, root in datasets.items():
-        ds_cfg = copy.deepcopy(cfg.test_dataloader.dataset)
-        ds_cfg["data_root"] = root
-        dataset = DATASETS.build(ds_cfg)
+    for name, ds_cfg in eval_datasets_of(cfg, list(names)).items():
+        dataset = DATASETS.build(copy.deepcopy(ds_cfg))
         meta = dataset.metainfo
         if hasattr(model, "set_vocabulary"):
             things = meta.get("thing_classes")
@@ -167,13 +160,6 @@ def unwrap(model: Any) -> Any:
     from mmengine.model import is_model_wrapper
 
     return model.module if is_model_wrapper(model) else model
-
-
-def _num(v: Any) -> Optional[float]:
-    try:
-        return float(v)
-    except (TypeError, ValueError):
-        return None
 
 
 def flops_of(model: Any, cfg: Any) -> Optional[float]:

@@ -26,9 +26,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def wait_for_study(args: argparse.Namespace) -> bool:
     """Poll the storage until the file's study exists; False after ``--wait-timeout`` seconds."""
     from ovbench.sweep import study as st
-    from ovbench.sweep.spec import load_spec
 
-    spec = load_spec(args.ablation)
+    spec = _run.load(args)  # at the --scale the run was started with
     _, url = _run.storage_of(args, spec)
     name = st.study_name_for(spec, args.new_study)
     deadline = time.monotonic() + args.wait_timeout

@@ -1,0 +1,91 @@
+"""Before a study starts: the datasets its trials read, checked (or generated), and the dry-run plan.
+
+A real-scale study spends GPU-days; a dataset missing from disk must stop it in
+seconds, before the storage is created, naming the set, its path and its layout
+(docs/datasets.md), not fail every trial in its first iteration. The trials'
+datasets are found the way the trial finds them (:mod:`ovbench.data.roots` over
+the study's config with its overrides), so what is checked is what is read.
+"""
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any, Dict, List, Optional
+
+from ovbench.sweep.schema import AblationSpec
+
+
+def study_config(spec: AblationSpec) -> Any:
+    """The study's config (base or real, by the spec's scale) with the file's overrides, as trials load it."""
+    import ovbench  # noqa: F401  (registries + shims before mmengine parses the config)
+    from mmengine.config import Config
+
+    cfg = Config.fromfile(str(spec.base_config_path()))
+    if spec.overrides:
+        cfg.merge_from_dict(copy.deepcopy(spec.overrides))
+    return cfg
+
+
+def study_datasets(spec: AblationSpec, root: Path, generate: bool = True, cfg: Any = None) -> Dict[str, Any]:
+    """``{label: dataset config}`` of every set a trial reads, under the data root ``root``: the training
+    set, the validation set when training validates, and the study's evaluation sets (by name)."""
+    from ovbench.data.roots import point_config
+    from ovbench.evaluation import eval_datasets_of
+    from ovbench.sweep.trial import drop_unused_validation
+
+    cfg = copy.deepcopy(cfg if cfg is not None else study_config(spec))
+    point_config(cfg, root, generate)
+    drop_unused_validation(cfg)
+    out: Dict[str, Any] = {}
+    for key, label in (("train_dataloader", "train"), ("val_dataloader", "val")):
+        if cfg.get(key) and cfg[key].get("dataset") is not None:
+            out[f"{label} ({cfg[key].dataset.get('type')})"] = cfg[key].dataset
+    out.update(eval_datasets_of(cfg, spec.datasets))
+    return out
+
+
+def check_study_data(spec: AblationSpec, root: Path) -> Dict[str, str]:
+    """Generate the synthetic sets and check every set the trials read; ``{eval set: its root}``.
+
+    Raises :class:`ovbench.data.check.DatasetMissing` (exit 2) listing every unusable set.
+    """
+    from ovbench.data.check import check_datasets
+
+    sets = study_datasets(spec, root, generate=True)
+    check_datasets(sets)
+    return {name: str(sets[name].get("data_root")) for name in spec.datasets}
+
+
+def estimated_iterations(cfg: Any, n_trials: int) -> Optional[int]:
+    """Training iterations of the whole study: ``train_cfg.max_iters`` x trials (None when not iter-based)."""
+    max_iters = (cfg.get("train_cfg") or {}).get("max_iters")
+    return int(max_iters) * n_trials if max_iters else None
+
+
+def plan_lines(spec: AblationSpec, root: Path, executor: str, workers: int) -> List[str]:
+    """What ``ovbench run --dry-run`` prints: trials (params x seeds), config, datasets with their roots
+    (marked when missing), executor and the iterations the study would train. Creates nothing."""
+    from ovbench.data.roots import is_generated
+
+    cfg = study_config(spec)
+    sets = study_datasets(spec, root, generate=False, cfg=cfg)
+    n = spec.n_points()
+    lines = [f"study {spec.study} ({spec.scale} scale): {n} trial(s), {spec.sampler} sampler, "
+             f"objective {spec.objective_metric} ({spec.direction})",
+             f"config: {spec.base_config_path()}", f"data root: {root}", "datasets:"]
+    for label, ds in sets.items():
+        where = Path(str(ds.get("data_root")))
+        state = "" if where.is_dir() else "  (generated on first use)" if is_generated(where, root) else "  (MISSING)"
+        lines.append(f"  {label}: {where}{state}")
+    lines.append(f"executor: {executor}, {workers} worker(s), timeout {spec.executor.timeout_min:g} min per trial")
+    iters = estimated_iterations(cfg, n)
+    per = (cfg.get("train_cfg") or {}).get("max_iters")
+    lines.append(f"iterations: {iters} ({per} per trial x {n})" if iters else "iterations: unknown (not iter-based)")
+    lines.append("trials:" if spec.sampler == "grid" else f"trials: {n} sampled by {spec.sampler} from:")
+    points = spec.grid_points() if spec.sampler == "grid" else [{k: v.to_dict() for k, v in spec.space.items()}]
+    lines.extend(f"  {i:>3}  {_point_text(p)}" for i, p in enumerate(points))
+    return lines
+
+
+def _point_text(point: Dict[str, Any]) -> str:
+    return "  ".join(f"{k}={v}" for k, v in point.items())
