@@ -127,3 +127,18 @@ def test_paper_order_holds_or_is_reversed(tmp_path):
     assert "the paper's order c=8 > c=64 (A-847 12.0 vs 11.0) is reversed here" in text
     assert "the paper's order c=64 > c=16 (A-847 11.0 vs 10.0) holds here" in text
     assert "the paper's order c=32 > c=16 (A-847 10.5 vs 10.0) is not resolved here" in text
+
+
+def test_reference_from_the_ablation_file_and_checked_against_the_space(tmp_path):
+    from ovbench.sweep.spec import SpecError, load_spec
+
+    text = SPEC.format(direction="maximize") + "reference: channels=16\n"
+    path, _, _ = fill_study(text, tmp_path, result)
+    assert load_spec(path).reference == "channels=16"
+    texts = build_report(str(path), ["md"], tmp_path / "reports", plots_on=False)
+    assert "channels=16 (ref)" in texts["compact"] and "Δ toy/mIoU" in texts["compact"]
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(text.format(work=tmp_path / "w").replace("reference: channels=16", "reference: q=16"))
+    with pytest.raises(SpecError, match="reference.*'q=16' is not a setting of the space; expected one of: "
+                                        "channels=8; channels=16; channels=32; channels=64"):
+        load_spec(bad)

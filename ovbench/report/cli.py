@@ -46,13 +46,14 @@ def build_report(target: str, formats: List[str], out_root: Path, storage: Optio
     Raises :class:`~ovbench.report.manifest.ReportOverwrite` (before writing anything) when
     ``<out_root>/<study>/`` holds another study's report and ``force`` is off.
     """
-    study, _, url = open_for_report(target, storage, work_dir)
+    study, spec_file, url = open_for_report(target, storage, work_dir)
     out_dir = out_root / study.study_name
     source = manifest.ReportManifest(study.study_name, display_url(url))
     replaced = manifest.check_writable(out_dir, source, force)
     spec = study.user_attrs.get("spec") or {}
     objective = tuple(spec["objective"]) if spec.get("objective") else None
-    reference = reference if reference is not None else spec.get("reference")
+    if reference is None:  # the file's `reference:` (a study named without its file: the stored one)
+        reference = spec_file.reference if spec_file is not None else study.user_attrs.get("reference")
     params = swept_params(study)
     df = study_frame(study)
     table = tables.summarize(df, params, objective=objective, reference=reference)
@@ -63,7 +64,7 @@ def build_report(target: str, formats: List[str], out_root: Path, storage: Optio
     if plots_on and plot_metric:
         written += plots.all_plots(table, params, plot_metric, out_dir, maximize=_maximize(objective, plot_metric))
     if plots_on and not df.empty:
-        labelled = df.assign(setting=[tables.setting_label(r, params) for r in df.astype(object).to_dict("records")])
+        labelled = df.assign(setting=tables.trial_labels(df, params))
         written += panels.panel(labelled, out_dir)
     manifest.finish(out_dir, source, written, replaced)
     print(f"report of {source.describe()} -> {out_dir}/: {_summary(written)}", file=sys.stderr)

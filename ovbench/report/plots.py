@@ -8,7 +8,7 @@ from typing import List, Sequence
 
 import pandas as pd
 
-from ovbench.report.tables import short_names
+from ovbench.sweep.labels import short_names
 
 
 def _figure():

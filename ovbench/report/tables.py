@@ -9,27 +9,10 @@ import pandas as pd
 from ovbench.errors import InputError
 from ovbench.report import stats
 from ovbench.report.frame import COST_COLS, metric_columns
+from ovbench.sweep.labels import setting_label
 
 DEFAULT_METRICS = ("mIoU", "mIoU_seen", "mIoU_unseen", "hIoU", "PQ")
 TABLE_COST = ("trainable_params", "trainable_params_free", "train_time_s", "s_per_iter", "peak_mem_mb")
-
-
-def short_names(params: Sequence[str]) -> Dict[str, str]:
-    """``model.decode_head.channels`` -> ``channels`` (longer suffixes where two keys would clash)."""
-    out = {}
-    for p in params:
-        parts = p.split(".")
-        n = 1
-        while n < len(parts) and sum(q.split(".")[-n:] == parts[-n:] for q in params) > 1:
-            n += 1
-        out[p] = ".".join(parts[-n:])
-    return out
-
-
-def setting_label(row: Any, params: Sequence[str]) -> str:
-    """``channels=8, lr=0.01``: the row label of a setting (and the key of the paper's figures)."""
-    names = short_names(params)
-    return ", ".join(f"{names[p]}={row[p]}" for p in params) or "default"
 
 
 def summarize(df: pd.DataFrame, params: Sequence[str], metrics: Optional[Sequence[str]] = None,

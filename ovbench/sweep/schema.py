@@ -53,6 +53,8 @@ SCHEMA: Tuple[Key, ...] = (
     Key("storage", "an optuna storage URL", scaled=True),
     Key("work_dir", "a folder", scaled=True),
     Key("paper", "a mapping (setting -> metric -> value)"),
+    Key("reference", "a setting label of the space, e.g. 'q=128' (reports compare every row with it)",
+        scaled=True),
 )
 TOP_KEYS = tuple(k.name for k in SCHEMA)
 REQUIRED_KEYS = tuple(k.name for k in SCHEMA if k.required)
@@ -184,6 +186,7 @@ class AblationSpec:
     storage: Optional[str] = None
     work_dir: Optional[str] = None
     paper: Dict[str, Any] = field(default_factory=dict)
+    reference: Optional[str] = None  # the setting reports compare every row with (paired by seed)
     scale: str = "embedded"  # which config the spec runs: base_config (embedded) or real_config (real)
 
     def config_params(self, point: Dict[str, Any]) -> Dict[str, Any]:

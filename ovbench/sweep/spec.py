@@ -25,6 +25,7 @@ from ovbench.sweep.schema import (  # noqa: F401  (re-exported: the names other 
 from ovbench.sweep.spec_values import (
     Checker, check_key, check_param, has_nan, is_finite_number, is_int, is_seed, type_name,
 )
+from ovbench.sweep.labels import grid_labels
 from ovbench.sweep.yaml_file import key_lines, parse, read_text
 
 
@@ -125,6 +126,7 @@ def _build(file: str, data: Dict[str, Any], chk: Checker, check_config: bool) ->
         chk.add(("sampler_seed",), f"expected {KEY_FORMS['sampler_seed']}, got {sampler_seed!r}")
         sampler_seed = 0
     paper = data.get("paper") if isinstance(data.get("paper"), dict) else {}
+    reference = _check_reference(data, chk, space)
     study = data.get("study") or Path(file).stem
     if isinstance(study, str) and (problem := study_name_problem(study)):
         chk.add(("study",), problem + ("" if data.get("study") else " (the default is the file's stem; set 'study:')"))
@@ -134,8 +136,25 @@ def _build(file: str, data: Dict[str, Any], chk: Checker, check_config: bool) ->
         sampler=sampler, sampler_seed=sampler_seed, n_trials=n_trials, seeds=seeds,
         objective_metric=metric, direction=direction,
         overrides=overrides, executor=executor, storage=storage, work_dir=data.get("work_dir"),
-        paper=paper,
+        paper=paper, reference=reference,
     )
+
+
+def _check_reference(data: Dict[str, Any], chk: Checker, space: Dict[str, ParamSpec]) -> Optional[str]:
+    """``reference:`` names one setting of the space as reports label it (``q=128``); a finite space's
+    labels are all known here, so a typo is caught before any trial runs."""
+    ref = data.get("reference")
+    if ref is None:
+        return None
+    if not isinstance(ref, str):
+        chk.add(("reference",), f"expected a setting label such as 'q=128', got {type_name(ref)}")
+        return None
+    if space and all(p.kind == "choice" for p in space.values()):
+        labels = grid_labels({k: p.options() for k, p in space.items()})
+        if ref not in labels:
+            chk.add(("reference",), f"{ref!r} is not a setting of the space; expected one of: {'; '.join(labels)}")
+            return None
+    return ref
 
 
 def _check_sampler(data: Dict[str, Any], chk: Checker) -> str:
