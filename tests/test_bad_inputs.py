@@ -275,7 +275,7 @@ def test_synth_out_that_is_a_file(tmp_path, capsys):
 def test_unexpected_errors_are_one_line_unless_debug(monkeypatch, capsys):
     from ovbench import cli
 
-    monkeypatch.setitem(cli.COMMANDS, "env", ("ovbench.env", "", ""))
+    monkeypatch.setitem(cli.COMMANDS, "env", ("ovbench.env", ""))
     monkeypatch.setattr("ovbench.env.run", lambda args: 1 / 0)
     assert main(["env"]) == 1
     err = capsys.readouterr().err
