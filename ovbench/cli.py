@@ -5,8 +5,7 @@ Each subcommand lives in its own module exposing ``add_arguments(parser)`` and
 stays fast. Started as the console script (:mod:`ovbench_cli`), the package's
 stack (shims, torch, mmseg registration) is loaded only after parsing, right
 before the command runs; a command module must therefore not import torch,
-mmengine's runner or mmseg at module level. A subcommand whose module is ``None`` is not implemented yet and
-says so (with the issue that tracks it) instead of pretending.
+mmengine's runner or mmseg at module level.
 
 Errors: a wrong input (:class:`ovbench.errors.InputError`) is one ``error: ...``
 line and exit code 2; any other exception is one line and exit code 1. The
@@ -21,18 +20,18 @@ from typing import Dict, List, Optional, Tuple
 
 from ovbench.errors import InputError
 
-#: name -> (module or None, help, tracking issue when not implemented)
-COMMANDS: Dict[str, Tuple[Optional[str], str, str]] = {
-    "train": ("ovbench.train", "train a model from an mmengine config (mirrors mmseg tools/train.py)", ""),
-    "env": ("ovbench.env", "print versions of the stack, the device and whether compiled mmcv ops exist", ""),
-    "test": ("ovbench.evaluate", "evaluate a model on every evaluation set of its config (one row each)", ""),
-    "run": ("ovbench.sweep.run", "run an ablation study from a YAML file (optuna)", ""),
-    "worker": ("ovbench.sweep.worker", "join a running study as an extra worker", ""),
-    "report": ("ovbench.report.cli", "render a study's results as tables, plots and panels", ""),
-    "regress": ("ovbench.report.regress", "CI regression against the committed baseline", ""),
-    "params": ("ovbench.params", "print trainable/free/total parameter counts for a config", ""),
-    "data": ("ovbench.data.synth.cli", "generate or check datasets (e.g. `ovbench data synth --out DIR`)", ""),
-    "pretrain-clip": ("ovbench.pretrain.train", "pretrain the tiny CLIP of the embedded benchmark", ""),
+#: name -> (module, help)
+COMMANDS: Dict[str, Tuple[str, str]] = {
+    "train": ("ovbench.train", "train a model from an mmengine config (mirrors mmseg tools/train.py)"),
+    "env": ("ovbench.env", "print versions of the stack, the device and whether compiled mmcv ops exist"),
+    "test": ("ovbench.evaluate", "evaluate a model on every evaluation set of its config (one row each)"),
+    "run": ("ovbench.sweep.run", "run an ablation study from a YAML file (optuna)"),
+    "worker": ("ovbench.sweep.worker", "join a running study as an extra worker"),
+    "report": ("ovbench.report.cli", "render a study's results as tables, plots and panels"),
+    "regress": ("ovbench.report.regress", "CI regression against the committed baseline"),
+    "params": ("ovbench.params", "print trainable/free/total parameter counts for a config"),
+    "data": ("ovbench.data.synth.cli", "generate or check datasets (e.g. `ovbench data synth --out DIR`)"),
+    "pretrain-clip": ("ovbench.pretrain.train", "pretrain the tiny CLIP of the embedded benchmark"),
 }
 
 
@@ -45,12 +44,8 @@ def build_parser(chosen: Optional[str] = None) -> argparse.ArgumentParser:
     parser.add_argument("--debug", action="store_true", help="show the Python traceback of an error")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
-    for name, (module, help_text, issue) in COMMANDS.items():
-        label = help_text if module else f"{help_text} [not yet implemented: {issue}]"
-        p = sub.add_parser(name, help=label, description=label)
-        if module is None:
-            p.add_argument("rest", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
-            continue
+    for name, (module, help_text) in COMMANDS.items():
+        p = sub.add_parser(name, help=help_text, description=help_text)
         # Only the chosen command's module is imported to add its arguments.
         if name == chosen:
             importlib.import_module(module).add_arguments(p)
@@ -69,10 +64,6 @@ def main(argv: Optional[List[str]] = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in argv
     argv = [a for a in argv if a != "--debug"]
-    chosen = argv[0] if argv and argv[0] in COMMANDS else None
-    if chosen is not None and COMMANDS[chosen][0] is None:  # answer before argparse sees its options
-        print(f"ovbench {chosen}: not yet implemented (tracked in {COMMANDS[chosen][2]}).", file=sys.stderr)
-        return 2
     args = parse(argv)
     import ovbench
 

@@ -8,6 +8,22 @@ is idempotent, does nothing where the real component works (a full mmcv, a
 matching torchvision), and is covered by ``tests/test_compat.py``, which fails
 if the shim is removed.
 
+The five shims (numbered below, each with its comment):
+
+1. ``setuptools<81``: mmengine 0.10 imports ``pkg_resources``; fail early and clearly without it.
+2. torchvision's ``nms``/``qnms`` op schemas, defined before torchvision's CUDA-only build is imported.
+3. a stand-in ``mmcv._ext`` for mmcv-lite (compiled ops raise when called).
+4. mmengine checkpoints under ``torch.load(weights_only=True)``: exactly mmengine's types allowed,
+   only inside its loaders.
+5. mmengine's ``pytorch`` launcher on a CPU-only machine (gloo, no ``cuda.set_device``).
+
+mmengine private APIs used here, and why (they are stack-trap shims, so they stay in
+this module rather than in :mod:`ovbench.adapters`): ``CheckpointLoader._schemes``
+(shim 4: mmengine has no public hook around its checkpoint loaders, and wrapping each
+registered loader is the only way to scope the allowed types to mmengine's own
+loading) and ``mmengine.dist.utils._init_dist_pytorch`` (shim 5: the launcher calls it
+directly, and its CUDA call is the bug; it is replaced only when there is no CUDA).
+
 Importing ``ovbench`` before ``torchvision``/``mmseg`` is what makes the stack
 work; ``python -m ovbench.train`` and the ``ovbench`` CLI do so. Configs run by
 other tools should list ``custom_imports = dict(imports=['ovbench'])``.

@@ -16,6 +16,7 @@ from optuna.trial import TrialState
 
 from ovbench.cli import main
 from ovbench.sweep import executor as ex
+from ovbench.sweep import storage as storage_module
 from ovbench.sweep import study as st
 from ovbench.sweep.run import prepare
 from ovbench.sweep.spec import load_spec
@@ -142,7 +143,7 @@ def test_corrupted_sqlite_storage(spec_path, tmp_path, capsys, damage):
 def test_read_only_storage_says_so(spec_path, tmp_path, capsys, monkeypatch):
     """Root ignores file modes, so the read-only answer of the filesystem is simulated."""
     st.open_study(load_spec(spec_path), st.open_storage(st.default_storage_url(tmp_path / "work" / "s")), "s")
-    monkeypatch.setattr(st.os, "access", lambda path, mode: mode != st.os.W_OK)
+    monkeypatch.setattr(storage_module.os, "access", lambda path, mode: mode != storage_module.os.W_OK)
     assert main(["run", str(spec_path), "--no-progress"]) == 2
     line = one_error_line(capsys)
     assert "read-only" in line and "optuna.db" in line
@@ -156,7 +157,7 @@ def test_locked_sqlite_storage_says_it_waits_then_fails(spec_path, tmp_path, cap
                               stdout=subprocess.PIPE, text=True)
     try:
         assert holder.stdout.readline().strip() == "locked"
-        monkeypatch.setattr(st, "SQLITE_TIMEOUT_S", 1.0)
+        monkeypatch.setattr(storage_module, "SQLITE_TIMEOUT_S", 1.0)
         start = time.time()
         assert main(["run", str(spec_path), "--no-progress"]) == 2
         err = capsys.readouterr().err
@@ -274,7 +275,7 @@ def test_synth_out_that_is_a_file(tmp_path, capsys):
 def test_unexpected_errors_are_one_line_unless_debug(monkeypatch, capsys):
     from ovbench import cli
 
-    monkeypatch.setitem(cli.COMMANDS, "env", ("ovbench.env", "", ""))
+    monkeypatch.setitem(cli.COMMANDS, "env", ("ovbench.env", ""))
     monkeypatch.setattr("ovbench.env.run", lambda args: 1 / 0)
     assert main(["env"]) == 1
     err = capsys.readouterr().err

@@ -1,4 +1,4 @@
-"""The ovbench console script: help, env, and honest 'not yet implemented' answers."""
+"""The ovbench console script: help, env, errors."""
 from __future__ import annotations
 
 import json
@@ -60,13 +60,3 @@ def test_env_reports_the_stack(capsys):
     info = json.loads(capsys.readouterr().out)
     for key in ("torch", "mmsegmentation", "mmcv", "mmengine", "open_clip", "optuna", "device", "mmcv compiled ops"):
         assert info[key]
-
-
-def test_unimplemented_commands_say_so(monkeypatch, capsys):
-    """A command listed without a module answers honestly instead of pretending (exit 2)."""
-    from ovbench import cli
-
-    monkeypatch.setitem(cli.COMMANDS, "future", (None, "a command not built yet", "issue 99"))
-    assert main(["future", "--any", "args"]) == 2
-    err = capsys.readouterr().err
-    assert "not yet implemented" in err and "issue 99" in err

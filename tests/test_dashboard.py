@@ -36,7 +36,7 @@ def test_objective_named_metrics_numeric_and_loss_curve(tmp_path):
     log = Path(claim.work_dir) / "trial.log"
     log.parent.mkdir(parents=True, exist_ok=True)
     log.write_text(LINE.format(i=1, loss=2.5) + "noise\n" + LINE.format(i=2, loss=2.25) + LINE.format(i=3, loss=2)[:40])
-    curve = LossCurve(storage, claim.trial._trial_id, log)
+    curve = LossCurve(storage, claim.trial_id, log)
     assert curve.report() == 2  # the half-written third line waits for the next look
     with open(log, "a") as fh:
         fh.write(LINE.format(i=3, loss=2.0)[40:])

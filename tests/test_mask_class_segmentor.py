@@ -13,6 +13,7 @@ from torch import nn
 
 from ovbench.models.heads.mask_matching import gt_masks_from_panoptic, match_by_iou
 from ovbench.models.segmentors.mask_class_segmentor import OVMaskClassSegmentor
+from ovbench.models.segmentors.mask_classifier import MaskScores
 
 CLIP = dict(type="OVCLIP", model_name="ovbench-tiny-vit", pretrained="synth", templates="a scene with {}.")
 GEN = dict(type="QueryMaskGenerator", num_queries=8, channels=(8, 16, 16, 16), mask_feature_dim=16, query_dim=32,
@@ -78,7 +79,7 @@ MODELS.register_module(name="_GtGeneratorForTests", module=_GtGenerator, force=T
 def _perfect_classifier(model, gt_sem):
     """A classifier stand-in: each mask gets (probability 1) the majority ground-truth class under it."""
 
-    def classify(inputs, gen, masks, queries=None, need="probs", dense=None):
+    def classify(inputs, gen, masks, queries=None, dense=None):
         m = nn.functional.interpolate(masks.float(), size=gt_sem.shape, mode="nearest")
         probs = torch.full((*masks.shape[:2], model.num_classes), 1.0 / model.num_classes)
         for b in range(masks.shape[0]):
@@ -88,7 +89,7 @@ def _perfect_classifier(model, gt_sem):
                 if labels.numel():
                     probs[b, n] = 0
                     probs[b, n, int(labels.mode().values)] = 1.0
-        return {"probs": probs, "dense": None}
+        return MaskScores(probs, None)
 
     model.classify = classify
 
@@ -226,6 +227,10 @@ def test_oracle_classes_gives_matched_proposals_their_true_class():
     assert bool((sem[~covered] == 255).all())  # pixels of unmatched proposals only are void
 
 
+def _panoptic_of(model):
+    return lambda masks, probs: model._panoptic(masks, probs, [False, True, True])
+
+
 def test_oracle_classes_match_at_iou_over_half_by_default():
     """FISA's reading (methods.md, bottleneck analysis): a proposal gets its true class only when it
     matches its segment with IoU > 0.5. A proposal covering a quarter of 'dog' stays void by default and
@@ -240,11 +245,11 @@ def test_oracle_classes_match_at_iou_over_half_by_default():
     probs = masks.sigmoid()
     default = _build(test_cfg=dict(extra_modes=("oracle_classes",)))
     assert default.test_cfg["oracle_match_iou"] == 0.5
-    sem, _ = default._oracle_classes(probs, s, [False, True, True])
+    sem, _ = default.oracle.oracle_classes(s, probs[0], default.num_classes, _panoptic_of(default))
     assert torch.equal(sem.data[0][ids == 1], torch.zeros(int((ids == 1).sum()), dtype=torch.long))
     assert bool((sem.data[0][quarter] == 255).all())
     loose = _build(test_cfg=dict(extra_modes=("oracle_classes",), oracle_match_iou=0.0))
-    sem, _ = loose._oracle_classes(probs, s, [False, True, True])
+    sem, _ = loose.oracle.oracle_classes(s, probs[0], loose.num_classes, _panoptic_of(loose))
     assert bool((sem.data[0][quarter] == 1).all())
     with pytest.raises(ValueError, match="oracle_match_iou"):
         _build(test_cfg=dict(oracle_match_iou=1.0))

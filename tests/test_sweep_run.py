@@ -10,6 +10,7 @@ import collections
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -20,6 +21,7 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
+from ovbench.adapters.optuna import storage_of
 from ovbench.sweep import study as st
 from ovbench.sweep.run import prepare
 from ovbench.sweep.spec import load_spec
@@ -189,13 +191,13 @@ def test_dead_worker_trial_recovered_from_result_or_failed(data_env):
     dead.wait()
     import psutil
 
-    ghost = st.Owner(st.socket.gethostname(), dead.pid, psutil.Process().create_time(), "ghost")
+    ghost = st.Owner(socket.gethostname(), dead.pid, psutil.Process().create_time(), "ghost")
     attempted: set = set()
     a = st.claim_next(study, spec, data_env / "w", st.Owner.me(), attempted, grace_s=60)
     b = st.claim_next(study, spec, data_env / "w", st.Owner.me(), attempted, grace_s=60)
     assert st.claim_next(study, spec, data_env / "w", st.Owner.me(), attempted, grace_s=60) is None
     for claim in (a, b):  # both workers die: their owner is now a finished process
-        study._storage.set_trial_system_attr(claim.trial._trial_id, st.OWNER_KEY, ghost.__dict__)
+        storage_of(study).set_trial_system_attr(claim.trial_id, st.OWNER_KEY, ghost.__dict__)
     a.work_dir.mkdir(parents=True)
     (a.work_dir / "result.json").write_text(json.dumps({"status": "ok", "metrics": {"toy": {"mIoU": 7.5}}}))
     settled = dict(st.reconcile(study, spec, grace_s=60))
@@ -272,7 +274,7 @@ def test_lock_left_by_a_killed_process_is_broken_at_once(data_env):
     storage = st.open_storage(url)
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
-    ghost = st.Owner(st.socket.gethostname(), dead.pid, psutil.Process().create_time(), "ghost")
+    ghost = st.Owner(socket.gethostname(), dead.pid, psutil.Process().create_time(), "ghost")
     sid = storage.create_new_study(st.LOCK_DIRECTIONS, "s.ovbench-lock")
     storage.set_study_user_attr(sid, "acquired_at", time.time())
     storage.set_study_user_attr(sid, "owner", ghost.__dict__)

@@ -27,7 +27,6 @@ violations raise ``ValueError`` naming the image and the segment.
 """
 from __future__ import annotations
 
-import json
 import os.path as osp
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
@@ -223,21 +222,6 @@ def pq_stats_from_files(pairs: Sequence[Tuple[dict, dict]], gt_folder: str, pred
         total += pq_image_stats(gt, convert(gt_ann["segments_info"], src), pred,
                                 convert(pred_ann["segments_info"], src), len(cat_ids), src)
     return total
-
-
-def match_annotations(gt_json: str, pred_json: str) -> Tuple[List[Tuple[dict, dict]], List[dict]]:
-    """(gt, prediction) annotation pairs by ``image_id`` and the gt categories, as panopticapi pairs them."""
-    with open(gt_json, encoding="utf-8") as f:
-        gt = json.load(f)
-    with open(pred_json, encoding="utf-8") as f:
-        pred = json.load(f)
-    by_image = {a["image_id"]: a for a in pred["annotations"]}
-    pairs = []
-    for a in gt["annotations"]:
-        if a["image_id"] not in by_image:
-            raise ValueError(f"{pred_json}: no prediction for image_id {a['image_id']} of {gt_json}")
-        pairs.append((a, by_image[a["image_id"]]))
-    return pairs, gt["categories"]
 
 
 # --- the mmengine metric ----------------------------------------------------------------------------

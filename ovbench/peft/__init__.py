@@ -10,10 +10,13 @@ tokens). See ``docs/peft.md``.
 from ovbench.peft.base import (  # noqa: F401
     ATTN_SITES,
     ENCODERS,
+    FreeCount,
     PEFT_METHODS,
     PeftConfig,
     PeftMethod,
+    attention_weights,
     apply_peft,
+    attend,
     build_peft_config,
     count_parameters,
     get_peft_method,

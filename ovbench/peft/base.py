@@ -1,4 +1,4 @@
-"""PEFT core: the registry, the config base, the open_clip towers, the adapted attention, apply/merge.
+"""PEFT core: the method base (site plumbing, merge), the one attention kernel, apply/merge (config: config.py; towers: towers.py).
 
 Design (after HuggingFace PEFT's layout: one method per module = config
 dataclass + layer logic + apply, one registry): a method is an ``nn.Module``
@@ -10,7 +10,8 @@ renaming their parameters (pretrained checkpoints keep loading):
   packs q, k, v): the block's ``attention`` method is replaced by
   :func:`adapted_attention`, which computes each projection through
   :meth:`PeftMethod.site_forward` and runs scaled-dot-product attention;
-* MLP sites ``mlp_fc`` / ``mlp_proj`` (``nn.Linear``): forward (pre-)hooks;
+* MLP sites ``mlp_fc`` / ``mlp_proj`` (``nn.Linear``): the layer's ``forward`` is shadowed by
+  one that calls :meth:`PeftMethod.site_forward`;
 * anything else (position embeddings, prompt tokens): the method's own hooks.
 
 ``merge_peft`` folds the learned transform into the frozen weights and
@@ -18,203 +19,58 @@ removes every hook, leaving a plain open_clip model (frozen-model speed).
 """
 from __future__ import annotations
 
-import dataclasses
 import functools
-import math
-from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tuple
+from typing import Any, Dict, Iterable, List, NamedTuple, Optional, Tuple
 
 import torch
 import torch.nn.functional as F
-from torch import nn
+from torch import Tensor, nn
 
-ENCODERS = ("image", "text")
-ATTN_SITES = ("q", "k", "v", "out")
-MLP_SITES = ("mlp_fc", "mlp_proj")
-SITE_ALIASES = {"attn": ATTN_SITES, "qkv": ("q", "k", "v"), "mlp": MLP_SITES, "all": ATTN_SITES + MLP_SITES}
-
-#: method name -> config dataclass (its ``method_cls`` builds the module)
-PEFT_METHODS: Dict[str, type] = {}
-
-
-def register_peft(name: str) -> Callable[[type], type]:
-    """Class decorator registering a config dataclass under ``name``."""
-
-    def deco(cfg_cls: type) -> type:
-        if name in PEFT_METHODS:
-            raise KeyError(f"PEFT method {name!r} registered twice")
-        cfg_cls.method_name = name
-        PEFT_METHODS[name] = cfg_cls
-        return cfg_cls
-
-    return deco
-
-
-# --------------------------------------------------------------------------- config
-@dataclasses.dataclass
-class PeftConfig:
-    """Fields every method shares.
-
-    encoders: ``'image' | 'text' | 'both'`` (or a list).
-    blocks:   ``None`` (all), a list of block indices (negative allowed) for
-              both encoders, or ``{'image': [...], 'text': [...]}``.
-    sites:    names among ``q, k, v, out, mlp_fc, mlp_proj`` (aliases:
-              ``attn``, ``qkv``, ``mlp``, ``all``).
-    """
-
-    encoders: Any = "both"
-    blocks: Any = None
-    sites: Any = ("q", "k", "v", "out")
-
-    # class attributes (not fields): set by subclasses / by ``register_peft``
-    allowed_sites = ATTN_SITES + MLP_SITES
-    method_name = ""
-
-    def __post_init__(self) -> None:
-        self.encoders = _parse_encoders(self.encoders, self.method_name)
-        self.sites = _parse_sites(self.sites, self.allowed_sites, self.method_name)
-
-    def block_indices(self, encoder: str, n_layers: int) -> List[int]:
-        spec = self.blocks
-        if isinstance(spec, dict):
-            unknown = set(spec) - set(ENCODERS)
-            if unknown:
-                raise ValueError(f"peft.blocks: unknown encoder keys {sorted(unknown)}; expected 'image'/'text'")
-            spec = spec.get(encoder)
-        if spec is None:
-            return list(range(n_layers))
-        out = []
-        for i in spec:
-            j = int(i) + n_layers if int(i) < 0 else int(i)
-            if not 0 <= j < n_layers:
-                raise ValueError(f"peft.blocks: index {i} out of range for the {encoder} encoder ({n_layers} blocks)")
-            out.append(j)
-        return sorted(set(out))
-
-
-def _parse_encoders(value: Any, method: str) -> Tuple[str, ...]:
-    if value in (None, "none"):
-        return ()
-    if value is True or value == "both":
-        return ENCODERS
-    if isinstance(value, str):
-        value = [value]
-    out = tuple(e for e in ENCODERS if e in set(value))
-    bad = set(value) - set(ENCODERS)
-    if bad:
-        raise ValueError(f"peft.encoders ({method}): unknown {sorted(bad)}; expected 'image', 'text' or 'both'")
-    return out
-
-
-def _parse_sites(value: Any, allowed: Sequence[str], method: str) -> Tuple[str, ...]:
-    if isinstance(value, str):
-        value = [value]
-    out: List[str] = []
-    for s in value:
-        for t in SITE_ALIASES.get(s, (s,)):
-            if t not in ATTN_SITES + MLP_SITES:
-                raise ValueError(
-                    f"peft.sites ({method}): unknown site {s!r}; expected some of "
-                    f"{list(ATTN_SITES + MLP_SITES)} or an alias {sorted(SITE_ALIASES)}"
-                )
-            if t not in allowed:
-                raise ValueError(f"peft.sites ({method}): site {t!r} is not supported; supported: {list(allowed)}")
-            if t not in out:
-                out.append(t)
-    return tuple(out)
-
-
-def build_peft_config(cfg: Any) -> PeftConfig:
-    """A dict ``{'type': name, **fields}`` (or a config object) -> the method's config dataclass."""
-    if isinstance(cfg, PeftConfig):
-        return cfg
-    if cfg is None:
-        cfg = {"type": "frozen"}
-    if isinstance(cfg, str):
-        cfg = {"type": cfg}
-    cfg = dict(cfg)
-    name = cfg.pop("type", None)
-    if name not in PEFT_METHODS:
-        raise KeyError(f"peft.type: unknown method {name!r}; expected one of {sorted(PEFT_METHODS)}")
-    cls = PEFT_METHODS[name]
-    fields = {f.name for f in dataclasses.fields(cls) if f.init}
-    bad = set(cfg) - fields
-    if bad:
-        raise TypeError(f"peft ({name}): unknown keys {sorted(bad)}; expected some of {sorted(fields)}")
-    return cls(**cfg)
-
-
-# --------------------------------------------------------------------------- towers
-@dataclasses.dataclass
-class Tower:
-    """One open_clip encoder: its transformer and the blocks' layout."""
-
-    name: str
-    transformer: nn.Module
-    pos_embed: Optional[nn.Parameter]
-
-    @property
-    def blocks(self) -> nn.ModuleList:
-        return self.transformer.resblocks
-
-    @property
-    def width(self) -> int:
-        return int(self.transformer.width)
-
-    @property
-    def layers(self) -> int:
-        return len(self.transformer.resblocks)
-
-
-def get_towers(model: nn.Module) -> Dict[str, Tower]:
-    """The image and text towers of an open_clip ``CLIP``/``CustomTextCLIP`` (or an object exposing ``.clip``)."""
-    model = getattr(model, "clip", model)
-    towers: Dict[str, Tower] = {}
-    visual = getattr(model, "visual", None)
-    if visual is not None and hasattr(visual, "transformer"):
-        towers["image"] = Tower("image", visual.transformer, getattr(visual, "positional_embedding", None))
-    text = getattr(model, "text", None)
-    if text is not None and hasattr(text, "transformer"):
-        towers["text"] = Tower("text", text.transformer, getattr(text, "positional_embedding", None))
-    elif hasattr(model, "transformer") and hasattr(model, "token_embedding"):
-        towers["text"] = Tower("text", model.transformer, getattr(model, "positional_embedding", None))
-    if not towers:
-        raise TypeError(f"peft: {type(model).__name__} is not an open_clip CLIP model (no .visual / .transformer)")
-    return towers
-
-
-def encoder_of_param(name: str) -> str:
-    """Which encoder a parameter name of an open_clip model (+ peft method) belongs to."""
-    name = name[len("clip."):] if name.startswith("clip.") else name
-    if name.startswith("visual."):
-        return "image"
-    if name.startswith("peft_method."):
-        # method parameters carry their encoder as a name prefix: image_R, lora_a.text_3_q, ...
-        for part in name[len("peft_method."):].split("."):
-            for enc in ENCODERS:
-                if part.startswith(enc + "_"):
-                    return enc
-        return "shared"
-    if name.startswith(("text.", "transformer.", "token_embedding", "positional_embedding", "ln_final", "text_projection")):
-        return "text"
-    return "shared"
+from ovbench.peft.config import (  # noqa: F401  (re-exported: the base of every method module)
+    ATTN_SITES,
+    ENCODERS,
+    MLP_SITES,
+    PEFT_METHODS,
+    SITE_ALIASES,
+    PeftConfig,
+    build_peft_config,
+    register_peft,
+)
+from ovbench.peft.towers import Tower, encoder_of_param, get_towers  # noqa: F401  (re-exported)
 
 
 # --------------------------------------------------------------------------- method base
+class FreeCount(NamedTuple):
+    """Stored and free parameter counts of one encoder's constrained tensors (a skew ``q x q`` block
+    stores ``q^2`` values but has ``q(q-1)/2`` degrees of freedom)."""
+
+    stored: int
+    free: int
+
+
 class PeftMethod(nn.Module):
-    """Base of every method: owns the new parameters, adapts the towers, merges.
+    """Base of every method: owns the new parameters; the base does the plumbing, a method the maths.
 
-    Subclasses override the hooks they need:
+    The base installs the method on the chosen sites of the chosen blocks (attention ``q, k, v, out``
+    through :func:`adapted_attention`, MLP ``mlp_fc, mlp_proj`` by shadowing the ``nn.Linear``'s
+    ``forward``), folds it in at :meth:`merge` and removes every hook. A method supplies its
+    parameters (in ``__init__``) and its maths, as in HuggingFace PEFT's ``BaseTunerLayer``:
 
-    * ``site_forward(key, site, x, w, b)``: output of attention site ``site``
-      (``q,k,v,out``) of block ``key = (encoder, index)`` for input ``x``; the
-      default is the frozen ``F.linear``.
-    * ``merged_weight(key, site, w, b)``: the weights to fold in at merge.
-    * ``free_parameters()``: ``{encoder: n}`` for parameters whose free count
-      differs from their stored count (skew blocks).
-    * ``extra_loss()``: a regulariser added to the training loss (or ``None``).
+    * ``site_forward(key, site, x, w, b)``: the adapted output of site ``site`` of block
+      ``key = (encoder, index)`` for input ``x`` and frozen ``w, b``;
+    * ``merged_weight(key, site, w, b)``: the frozen weights with the method folded in.
+
+    Optional hooks (defaults do nothing / the frozen thing):
+
+    * ``free_parameters()``: ``{encoder: FreeCount(stored, free)}`` for constrained tensors;
+    * ``extra_loss()``: a regulariser the segmentor adds to the training loss;
+    * ``begin_forward()``: a forward of the whole CLIP model starts (drop per-forward caches);
+    * ``mask_query(key, x, w, b)``: the query projection of mask tokens (default: the image tokens');
+    * ``key_weight(key, n_keys, like)``: per-key factors on the attention weights before
+      renormalisation (VPT's gate), or None.
     """
 
-    #: method-specific attention sites that need the adapted attention
+    #: whether the method adapts attention / MLP sites through the base's plumbing
     uses_attention = True
 
     def __init__(self, cfg: PeftConfig, model: nn.Module) -> None:
@@ -229,146 +85,220 @@ class PeftMethod(nn.Module):
         }
         self._handles: List[Any] = []
         self._patched: List[nn.Module] = []
+        self._patched_linears: List[Tuple[Tuple[str, int], str, nn.Linear]] = []
         self.merged = False
 
-    # hooks ---------------------------------------------------------------
-    def site_forward(self, key: Tuple[str, int], site: str, x: torch.Tensor, w: torch.Tensor, b: Optional[torch.Tensor]) -> torch.Tensor:
+    # maths (a method overrides these) ------------------------------------
+    def site_forward(self, key: SiteKey, site: str, x: Tensor, w: Tensor, b: Optional[Tensor]) -> Tensor:
         return F.linear(x, w, b)
 
-    def merged_weight(self, key: Tuple[str, int], site: str, w: torch.Tensor, b: Optional[torch.Tensor]):
+    def merged_weight(self, key: SiteKey, site: str, w: Tensor, b: Optional[Tensor]) -> Tuple[Tensor, Optional[Tensor]]:
         return w, b
 
-    def free_parameters(self) -> Dict[str, int]:
+    # optional hooks ------------------------------------------------------
+    def free_parameters(self) -> Dict[str, FreeCount]:
         return {}
 
-    def extra_loss(self) -> Optional[torch.Tensor]:
+    def extra_loss(self) -> Optional[Tensor]:
         return None
 
     def begin_forward(self) -> None:
-        """Called once before the model's forward (and before each tower call of the wrapper)."""
+        """A forward of the whole model starts (``apply_peft``'s pre-hook on the CLIP model; ``OVCLIP``
+        calls it once before its towers run)."""
 
-    # installation --------------------------------------------------------
+    def mask_query(self, key: SiteKey, x: Tensor, w: Tensor, b: Optional[Tensor]) -> Tensor:
+        """Queries of mask tokens ``x`` in image block ``key`` (frozen ``w, b`` = ``W_q, b_q``): by default
+        the image tokens' query projection; SIMO gives mask tokens their own."""
+        return self.project(key, "q", x, w, b)
+
+    def key_weight(self, key: SiteKey, n_keys: int, like: Tensor) -> Optional[Tensor]:
+        return None
+
+    # sites ---------------------------------------------------------------
     def attention_sites(self) -> Tuple[str, ...]:
         return tuple(s for s in self.cfg.sites if s in ATTN_SITES)
 
+    def mlp_sites(self) -> Tuple[str, ...]:
+        return tuple(s for s in self.cfg.sites if s in MLP_SITES)
+
+    def project(self, key: SiteKey, site: str, x: Tensor, w: Tensor, b: Optional[Tensor]) -> Tensor:
+        """Site ``site`` of block ``key``: adapted when this method adapts it there, else frozen."""
+        adapted = key[1] in self.targets.get(key[0], ()) and self.uses_attention and site in self.attention_sites()
+        return self.site_forward(key, site, x, w, b) if adapted else F.linear(x, w, b)
+
+    def site_dims(self, key: SiteKey, site: str) -> Tuple[int, int]:
+        """``(in, out)`` features of a site (attention sites: the tower width)."""
+        lin = mlp_linear(self.towers[key[0]].blocks[key[1]], site)
+        d = self.towers[key[0]].width
+        return (lin.in_features, lin.out_features) if lin is not None else (d, d)
+
+    def site_keys(self) -> Iterable[Tuple[SiteKey, str]]:
+        """Every adapted ``(block key, site)``, in a fixed order (parameter creation follows it)."""
+        for enc, idx in self.targets.items():
+            for i in idx:
+                for site in self.cfg.sites:
+                    yield (enc, i), site
+
+    # installation --------------------------------------------------------
     def install(self) -> None:
-        if self.uses_attention and self.attention_sites():
-            for enc, idx in self.targets.items():
-                for i in idx:
-                    blk = self.towers[enc].blocks[i]
-                    if not isinstance(getattr(blk, "attn", None), nn.MultiheadAttention) or not hasattr(blk, "attention"):
-                        raise TypeError(
-                            f"peft ({self.cfg.method_name}): {enc} block {i} is a {type(blk).__name__}; attention "
-                            "sites need open_clip's ResidualAttentionBlock with nn.MultiheadAttention"
-                        )
-                    if getattr(blk.attn, "_qkv_same_embed_dim", True) is False:
-                        raise TypeError(f"peft: {enc} block {i}: separate q/k/v projections are not supported")
-                    # an instance attribute shadows ResidualAttentionBlock.attention; no parameter is renamed
-                    blk.attention = functools.partial(adapted_attention, blk, self, (enc, i))
-                    self._patched.append(blk)
+        if not self.uses_attention:
+            return
+        for enc, idx in self.targets.items():
+            for i in idx:
+                if self.attention_sites():
+                    self.patch_attention(enc, i)
+                for site in self.mlp_sites():
+                    lin = mlp_linear(self.towers[enc].blocks[i], site)
+                    # an instance attribute shadows nn.Linear.forward; no parameter is renamed
+                    lin.forward = functools.partial(self._linear_forward, (enc, i), site, lin)
+                    self._patched_linears.append(((enc, i), site, lin))
+
+    def _linear_forward(self, key: SiteKey, site: str, lin: nn.Linear, x: Tensor) -> Tensor:
+        return self.site_forward(key, site, x, lin.weight, lin.bias)
+
+    def patch_attention(self, enc: str, i: int) -> None:
+        """Route block ``i`` of ``enc``'s attention through :func:`adapted_attention` (and this method)."""
+        blk = self.towers[enc].blocks[i]
+        if not isinstance(getattr(blk, "attn", None), nn.MultiheadAttention) or not hasattr(blk, "attention"):
+            raise TypeError(
+                f"peft ({self.cfg.method_name}): {enc} block {i} is a {type(blk).__name__}; attention "
+                "sites need open_clip's ResidualAttentionBlock with nn.MultiheadAttention"
+            )
+        if getattr(blk.attn, "_qkv_same_embed_dim", True) is False:
+            raise TypeError(f"peft: {enc} block {i}: separate q/k/v projections are not supported")
+        # an instance attribute shadows ResidualAttentionBlock.attention; no parameter is renamed
+        blk.attention = functools.partial(adapted_attention, blk, self, (enc, i))
+        self._patched.append(blk)
 
     def uninstall(self) -> None:
         for blk in self._patched:
-            if "attention" in blk.__dict__:
-                del blk.__dict__["attention"]
+            blk.__dict__.pop("attention", None)
+        for _, _, lin in self._patched_linears:
+            lin.__dict__.pop("forward", None)
         self._patched.clear()
+        self._patched_linears.clear()
         for h in self._handles:
             h.remove()
         self._handles.clear()
 
     @torch.no_grad()
     def merge(self) -> None:
-        """Fold the attention sites into ``in_proj``/``out_proj``; subclasses fold the rest."""
+        """Fold every adapted site into the frozen weights (``merged_weight``), then uninstall."""
         for blk in list(self._patched):
-            key = _key_of(blk)
-            mha = blk.attn
-            d = mha.embed_dim
-            w_in, b_in = mha.in_proj_weight, mha.in_proj_bias
-            for j, site in enumerate(("q", "k", "v")):
-                sl = slice(j * d, (j + 1) * d)
-                w, b = self.merged_weight(key, site, w_in[sl], None if b_in is None else b_in[sl])
-                w_in[sl] = w
-                if b is not None:
-                    b_in[sl] = b
-            w, b = self.merged_weight(key, "out", mha.out_proj.weight, mha.out_proj.bias)
-            mha.out_proj.weight.copy_(w)
-            if b is not None and mha.out_proj.bias is not None:
-                mha.out_proj.bias.copy_(b)
+            key, mha = _key_of(blk), blk.attn
+            for site in self.attention_sites():
+                w, b = attention_weights(mha, site)
+                w2, b2 = self.merged_weight(key, site, w, b)
+                w.copy_(w2)
+                if b is not None and b2 is not None:
+                    b.copy_(b2)
+        for key, site, lin in self._patched_linears:
+            w2, b2 = self.merged_weight(key, site, lin.weight, lin.bias)
+            lin.weight.copy_(w2)
+            if lin.bias is not None and b2 is not None:
+                lin.bias.copy_(b2)
         self.uninstall()
         self.merged = True
 
 
-def _key_of(blk: nn.Module) -> Tuple[str, int]:
+SiteKey = Tuple[str, int]
+
+
+def mlp_linear(block: nn.Module, site: str) -> Optional[nn.Linear]:
+    """The ``nn.Linear`` of MLP site ``mlp_fc`` / ``mlp_proj`` of an open_clip block (None for attention sites)."""
+    if site not in MLP_SITES:
+        return None
+    return block.mlp.c_fc if site == "mlp_fc" else block.mlp.c_proj
+
+
+def attention_weights(mha: nn.MultiheadAttention, site: str) -> Tuple[Tensor, Optional[Tensor]]:
+    """Views of site ``site``'s weight and bias (``q, k, v`` are slices of the packed ``in_proj``)."""
+    if site == "out":
+        return mha.out_proj.weight, mha.out_proj.bias
+    d, j = mha.embed_dim, "qkv".index(site)
+    b_in = mha.in_proj_bias
+    return mha.in_proj_weight[j * d:(j + 1) * d], None if b_in is None else b_in[j * d:(j + 1) * d]
+
+
+def _key_of(blk: nn.Module) -> SiteKey:
     part = blk.__dict__.get("attention")
     return part.args[2]
 
 
-# --------------------------------------------------------------------------- adapted attention
-def site_linear(block: nn.Module, site: str, x: torch.Tensor) -> torch.Tensor:
-    """Projection ``site`` (q/k/v/out) of ``block``'s attention, through its PEFT method when adapted."""
-    mha = block.attn
-    d = mha.embed_dim
-    if site == "out":
-        w, b = mha.out_proj.weight, mha.out_proj.bias
+# --------------------------------------------------------------------------- the attention kernel
+def attend(q: Tensor, k: Tensor, v: Tensor, heads: int, mask: Optional[Tensor] = None, dropout_p: float = 0.0,
+           key_weight: Optional[Tensor] = None) -> Tensor:
+    """Multi-head attention of ``q [B, Lq, D]`` over ``k, v [B, Lk, D]`` -> ``[B, Lq, D]``: the one kernel
+    of the adapted blocks, VPT's gated prompts and the mask tokens.
+
+    ``mask``: additive, ``[Lq, Lk]``, ``[B, Lq, Lk]`` or ``[B, heads, Lq, Lk]``. ``key_weight`` ``[Lk]``
+    multiplies each key's attention weight before renormalisation (zero-init gating, LLaMA-Adapter,
+    Zhang et al. 2023); the weights are then computed explicitly (no dropout).
+    """
+    bsz, lq, d = q.shape
+    lk = k.shape[1]
+    q = q.reshape(bsz, lq, heads, d // heads).transpose(1, 2)
+    k = k.reshape(bsz, lk, heads, d // heads).transpose(1, 2)
+    v = v.reshape(bsz, lk, heads, d // heads).transpose(1, 2)
+    if mask is not None and mask.dim() == 3:
+        mask = mask.unsqueeze(1)
+    if key_weight is None:
+        o = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout_p)
     else:
-        j = "qkv".index(site)
-        w = mha.in_proj_weight[j * d:(j + 1) * d]
-        b = None if mha.in_proj_bias is None else mha.in_proj_bias[j * d:(j + 1) * d]
+        s = (q @ k.transpose(-1, -2)) * (d // heads) ** -0.5
+        if mask is not None:
+            s = s + mask
+        e = torch.exp(s - s.amax(dim=-1, keepdim=True)) * key_weight
+        o = (e / e.sum(dim=-1, keepdim=True)) @ v
+    return o.transpose(1, 2).reshape(bsz, lq, d)
+
+
+def block_method(block: nn.Module) -> Tuple[Optional[PeftMethod], SiteKey]:
+    """The PEFT method whose attention ``block`` runs, and the block's key (``(None, ...)`` when plain)."""
     part = block.__dict__.get("attention")
     if isinstance(part, functools.partial) and part.func is adapted_attention:
-        method, key = part.args[1], part.args[2]
-        if site in method.attention_sites():  # e.g. 'attention' adapts q/v only, not 'out'
-            return method.site_forward(key, site, x, w, b)
-    return F.linear(x, w, b)
+        return part.args[1], part.args[2]
+    return None, ("image", 0)
+
+
+def site_linear(block: nn.Module, site: str, x: Tensor) -> Tensor:
+    """Projection ``site`` (q/k/v/out) of ``block``'s attention, through its PEFT method when adapted."""
+    w, b = attention_weights(block.attn, site)
+    method, key = block_method(block)
+    return F.linear(x, w, b) if method is None else method.project(key, site, x, w, b)
 
 
 def adapted_attention(
     block: nn.Module,
     method: PeftMethod,
-    key: Tuple[str, int],
-    q_x: torch.Tensor,
-    k_x: Optional[torch.Tensor] = None,
-    v_x: Optional[torch.Tensor] = None,
-    attn_mask: Optional[torch.Tensor] = None,
-) -> torch.Tensor:
+    key: SiteKey,
+    q_x: Tensor,
+    k_x: Optional[Tensor] = None,
+    v_x: Optional[Tensor] = None,
+    attn_mask: Optional[Tensor] = None,
+) -> Tensor:
     """Drop-in for ``ResidualAttentionBlock.attention`` that routes q/k/v/out through ``method``."""
     mha: nn.MultiheadAttention = block.attn
     k_x = q_x if k_x is None else k_x
     v_x = q_x if v_x is None else v_x
-    d, h = mha.embed_dim, mha.num_heads
-    w_in, b_in = mha.in_proj_weight, mha.in_proj_bias
-    sites = method.attention_sites()
-
-    def proj(j: int, x: torch.Tensor) -> torch.Tensor:
-        sl = slice(j * d, (j + 1) * d)
-        w, b = w_in[sl], None if b_in is None else b_in[sl]
-        site = "qkv"[j]
-        return method.site_forward(key, site, x, w, b) if site in sites else F.linear(x, w, b)
-
-    if not any(s in sites for s in "qkv") and k_x is q_x and v_x is q_x:
-        q, k, v = F.linear(q_x, w_in, b_in).chunk(3, dim=-1)
+    if not any(s in method.attention_sites() for s in "qkv") and k_x is q_x and v_x is q_x:
+        q, k, v = F.linear(q_x, mha.in_proj_weight, mha.in_proj_bias).chunk(3, dim=-1)
     else:
-        q, k, v = proj(0, q_x), proj(1, k_x), proj(2, v_x)
+        q, k, v = (method.project(key, s, x, *attention_weights(mha, s)) for s, x in zip("qkv", (q_x, k_x, v_x)))
     if not mha.batch_first:  # [L, B, D] -> [B, L, D]
         q, k, v = q.transpose(0, 1), k.transpose(0, 1), v.transpose(0, 1)
-    bsz, lq, _ = q.shape
-    lk = k.shape[1]
-    q = q.reshape(bsz, lq, h, d // h).transpose(1, 2)
-    k = k.reshape(bsz, lk, h, d // h).transpose(1, 2)
-    v = v.reshape(bsz, lk, h, d // h).transpose(1, 2)
     mask = attn_mask
     if mask is not None:
         if mask.dtype == torch.bool:  # nn.MultiheadAttention: True = not allowed
             mask = torch.zeros_like(mask, dtype=q.dtype).masked_fill(mask, float("-inf"))
         mask = mask.to(q.dtype)
         if mask.dim() == 3:  # [B*H, L, S]
-            mask = mask.reshape(bsz, h, lq, lk)
-    o = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=mha.dropout if mha.training else 0.0)
-    o = o.transpose(1, 2).reshape(bsz, lq, d)
+            mask = mask.reshape(q.shape[0], mha.num_heads, q.shape[1], k.shape[1])
+    o = attend(q, k, v, mha.num_heads, mask, mha.dropout if mha.training else 0.0,
+               method.key_weight(key, k.shape[1], q))
     if not mha.batch_first:
         o = o.transpose(0, 1)
-    w, b = mha.out_proj.weight, mha.out_proj.bias
-    return method.site_forward(key, "out", o, w, b) if "out" in sites else F.linear(o, w, b)
+    return method.project(key, "out", o, mha.out_proj.weight, mha.out_proj.bias)
 
 
 # --------------------------------------------------------------------------- public API
@@ -434,7 +364,7 @@ def count_parameters(model: nn.Module) -> Dict[str, Dict[str, int]]:
             rows[enc]["free"] += p.numel()
     method = get_peft_method(clip)
     if method is not None:
-        for enc, (stored, free) in method.free_parameters().items():
-            rows[enc]["free"] += free - stored
+        for enc, count in method.free_parameters().items():
+            rows[enc]["free"] += count.free - count.stored
     rows["all"] = {k: sum(r[k] for r in rows.values()) for k in ("trainable", "free", "total")}
     return rows

@@ -55,7 +55,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ovbench.peft.base import ATTN_SITES, ENCODERS, PeftConfig, PeftMethod, register_peft
+from ovbench.peft.base import ATTN_SITES, ENCODERS, FreeCount, PeftConfig, PeftMethod, register_peft
 from ovbench.peft.oft import check_block_size
 from ovbench.peft.orth import (
     block_rotate,
@@ -229,14 +229,14 @@ class HClipMethod(PeftMethod):
             super().merge()
 
     # ---------------------------------------------------------------- accounting, losses, HE
-    def free_parameters(self) -> Dict[str, Tuple[int, int]]:
+    def free_parameters(self) -> Dict[str, FreeCount]:
         out = {}
         for e in self.hard:
             p = getattr(self, f"{e}_R")
             if not p.requires_grad:
                 continue
             q = self.q[e]
-            out[e] = (p.numel(), p.numel() // (q * q) * (q * (q - 1) // 2))
+            out[e] = FreeCount(p.numel(), p.numel() // (q * q) * (q * (q - 1) // 2))
         return out
 
     def extra_loss(self) -> Optional[torch.Tensor]:

@@ -13,7 +13,7 @@ approximates the exact ``R`` (not its transpose).
 from __future__ import annotations
 
 import dataclasses
-from typing import Dict
+from typing import Tuple
 
 import torch
 import torch.nn.functional as F
@@ -38,53 +38,20 @@ class OftMethod(PeftMethod):
         super().__init__(cfg, model)
         self.oft_r = nn.ParameterDict()
         q = cfg.block_size
-        for enc, idx in self.targets.items():
-            for i in idx:
-                blk = self.towers[enc].blocks[i]
-                for site in cfg.sites:
-                    lin = _mlp_linear(blk, site)
-                    d_in = lin.in_features if lin is not None else self.towers[enc].width
-                    b = check_block_size(q, d_in, "block_size (oft)", f"{enc} {site}")
-                    self.oft_r[f"{enc}_{i}_{site}"] = nn.Parameter(torch.zeros(b, q * (q - 1) // 2))
+        for (enc, i), site in self.site_keys():
+            d_in = self.site_dims((enc, i), site)[0]
+            b = check_block_size(q, d_in, "block_size (oft)", f"{enc} {site}")
+            self.oft_r[f"{enc}_{i}_{site}"] = nn.Parameter(torch.zeros(b, q * (q - 1) // 2))
 
-    def rotation(self, name: str) -> torch.Tensor:
-        s = skew_from_upper(self.oft_r[name], self.cfg.block_size)
+    def rotation(self, key: Tuple[str, int], site: str) -> torch.Tensor:
+        s = skew_from_upper(self.oft_r[f"{key[0]}_{key[1]}_{site}"], self.cfg.block_size)
         return cayley(s, self.cfg.cayley, self.cfg.neumann_terms)
 
     def site_forward(self, key, site, x, w, b):
-        r = self.rotation(f"{key[0]}_{key[1]}_{site}")
-        return F.linear(block_rotate(x, r), w, b)
+        return F.linear(block_rotate(x, self.rotation(key, site)), w, b)
 
     def merged_weight(self, key, site, w, b):
-        name = f"{key[0]}_{key[1]}_{site}"
-        if name not in self.oft_r:
-            return w, b
-        return weight_times_blockdiag(w, self.rotation(name).transpose(-1, -2)), b
-
-    def install(self) -> None:
-        super().install()
-        for enc, idx in self.targets.items():
-            for i in idx:
-                for site in self.cfg.sites:
-                    lin = _mlp_linear(self.towers[enc].blocks[i], site)
-                    if lin is not None:
-                        name = f"{enc}_{i}_{site}"
-                        self._handles.append(lin.register_forward_pre_hook(
-                            lambda m, a, name=name: (block_rotate(a[0], self.rotation(name)),) + tuple(a[1:])))
-
-    @torch.no_grad()
-    def merge(self) -> None:
-        for enc, idx in self.targets.items():
-            for i in idx:
-                for site in self.cfg.sites:
-                    lin = _mlp_linear(self.towers[enc].blocks[i], site)
-                    if lin is not None:
-                        lin.weight.copy_(self.merged_weight((enc, i), site, lin.weight, None)[0])
-        super().merge()
-
-
-def _mlp_linear(blk, site):
-    return {"mlp_fc": blk.mlp.c_fc, "mlp_proj": blk.mlp.c_proj}.get(site) if site.startswith("mlp") else None
+        return weight_times_blockdiag(w, self.rotation(key, site).transpose(-1, -2)), b
 
 
 @register_peft("oft")

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import dataclasses
-from typing import Dict, Optional, Tuple
+from typing import Dict, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -15,10 +15,6 @@ class FrozenMethod(PeftMethod):
     """Nothing trains inside CLIP (the zero-shot / frozen baseline)."""
 
     uses_attention = False
-
-    def merge(self) -> None:
-        self.uninstall()
-        self.merged = True
 
 
 @register_peft("frozen")
@@ -43,10 +39,6 @@ class FullMethod(PeftMethod):
                 continue
             if encoder_of_param(name) in cfg.encoders:
                 p.requires_grad_(True)
-
-    def merge(self) -> None:
-        self.uninstall()
-        self.merged = True
 
 
 @register_peft("full")

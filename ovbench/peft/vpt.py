@@ -23,14 +23,13 @@ import math
 from typing import Optional
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from ovbench.peft.base import PeftConfig, PeftMethod, register_peft
 
 
 class VptMethod(PeftMethod):
-    mergeable = False
+    uses_attention = False  # no projection is adapted; the gated blocks are patched by install
 
     def __init__(self, cfg: "VptConfig", model: nn.Module) -> None:
         super().__init__(cfg, model)
@@ -56,15 +55,19 @@ class VptMethod(PeftMethod):
     def install(self) -> None:
         tower = self.towers["image"]
         bf = getattr(tower.transformer, "batch_first", True)
-        n = self.cfg.n_tokens
         for i in range(self.first, tower.layers):
             blk = tower.blocks[i]
-            if not isinstance(getattr(blk, "attn", None), nn.MultiheadAttention):
-                raise TypeError(f"peft (vpt): image block {i} has no nn.MultiheadAttention")
-            blk.attention = functools.partial(_gated_attention, blk, self, ("image", i))
-            self._patched.append(blk)
+            if self.image_gates is not None:  # ungated VPT keeps open_clip's own attention
+                self.patch_attention("image", i)
             self._handles.append(blk.register_forward_pre_hook(functools.partial(self._insert, i, bf)))
             self._handles.append(blk.register_forward_hook(functools.partial(self._strip, bf)))
+
+    def key_weight(self, key, n_keys, like):
+        """The gate on the prompt keys (1 on the class and patch keys)."""
+        n = self.cfg.n_tokens
+        g = self.image_gates[key[1] - self.first]
+        weight = torch.ones(n_keys, dtype=like.dtype, device=like.device)
+        return torch.cat([weight[:1], g.expand(n).to(like.dtype), weight[1 + n:]])
 
     def _insert(self, i, bf, module, args):
         x = args[0] if bf else args[0].transpose(0, 1)
@@ -84,31 +87,6 @@ class VptMethod(PeftMethod):
 
     def merge(self) -> None:  # prompts do not fold into weights
         return None
-
-
-def _gated_attention(block, method: VptMethod, key, q_x, k_x=None, v_x=None, attn_mask=None):
-    mha = block.attn
-    if method.image_gates is None:
-        return mha(q_x, q_x, q_x, need_weights=False, attn_mask=attn_mask)[0]
-    if not mha.batch_first:
-        q_x = q_x.transpose(0, 1)
-    d, h = mha.embed_dim, mha.num_heads
-    bsz, L, _ = q_x.shape
-    q, k, v = F.linear(q_x, mha.in_proj_weight, mha.in_proj_bias).chunk(3, dim=-1)
-    q, k, v = (t.reshape(bsz, L, h, d // h).transpose(1, 2) for t in (q, k, v))
-    s = (q @ k.transpose(-1, -2)) * (d // h) ** -0.5
-    if attn_mask is not None:
-        s = s + attn_mask
-    e = torch.exp(s - s.amax(dim=-1, keepdim=True))
-    n = method.cfg.n_tokens
-    g = method.image_gates[key[1] - method.first]
-    weight = torch.ones(L, dtype=e.dtype, device=e.device)
-    weight = torch.cat([weight[:1], g.expand(n).to(e.dtype), weight[1 + n:]])
-    e = e * weight
-    a = e / e.sum(dim=-1, keepdim=True)
-    o = (a @ v).transpose(1, 2).reshape(bsz, L, d)
-    o = mha.out_proj(o)
-    return o if mha.batch_first else o.transpose(0, 1)
 
 
 @register_peft("vpt")

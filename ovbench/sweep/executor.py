@@ -10,7 +10,6 @@ result. A failed trial is recorded and the loop goes on.
 from __future__ import annotations
 
 import ctypes
-import json
 import os
 import re
 import signal
@@ -225,7 +224,7 @@ def worker_loop(spec: AblationSpec, opts: RunOptions, roots: Dict[str, str], pro
         claim = st.claim_next(study, spec, opts.work_root, owner, attempted, opts.grace_s)
         if claim is None:
             return ran
-        tid = claim.trial._trial_id
+        tid = claim.trial_id
         number = claim.trial.number
         curve = LossCurve(storage, tid, Path(claim.work_dir) / "trial.log")
 
@@ -339,6 +338,3 @@ EXECUTORS = {"local": run_local, "slurm": run_slurm, "torchrun": run_torchrun}
 def run_spec(spec: AblationSpec, opts: RunOptions) -> List[int]:
     return EXECUTORS[spec.executor.type](spec, opts)
 
-
-def dump_json(path: Path, data: Any) -> None:
-    path.write_text(json.dumps(data, indent=2, default=str))

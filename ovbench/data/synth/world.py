@@ -32,7 +32,7 @@ All of this is emitted as JSON next to the data (``world.json`` and one
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Dict, List, Sequence, Tuple
+from typing import Dict, List, Tuple
 
 #: colour name -> base RGB. Hues far apart so that mild domain shift keeps names valid.
 COLOURS: Dict[str, Tuple[int, int, int]] = {
@@ -201,8 +201,3 @@ def pretraining_classes() -> List[str]:
     """Classes the tiny CLIP may see: all but :func:`held_out_of_pretraining`."""
     held = set(held_out_of_pretraining())
     return [c.name for c in all_classes() if c.name not in held]
-
-
-def class_ids(names: Sequence[str]) -> List[int]:
-    by_name = class_by_name()
-    return [by_name[n].index for n in names]

@@ -9,6 +9,7 @@ from ovbench.models.clip.seve import SEVE  # noqa: F401
 from ovbench.models.clip import tiny  # noqa: E402
 
 MODELS.register_module(name="OVCLIP", module=OVCLIP, force=True)
+MODELS.register_module(name="SEVE", module=SEVE, force=True)
 tiny.register()  # open_clip knows 'ovbench-tiny-vit' and its pretrained tag 'synth' from here on
 
 __all__ = ["OVCLIP", "SEVE", "encode_with_mask_tokens", "build_open_clip", "TEMPLATE_SETS", "resolve_templates"]

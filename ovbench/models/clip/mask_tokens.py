@@ -16,22 +16,23 @@ forward pre-hook on each of the last ``num_blocks`` blocks advances the mask
 tokens with that block's input (so every other hook -- SEVE's injection,
 VPT's prompts -- acts on the image tokens exactly as without mask tokens, and
 nothing of the image path is duplicated here). The mask tokens' projections go
-through :func:`ovbench.peft.base.site_linear` (any PEFT method applies), except
-their query projection when the method defines ``mask_query`` (SIMO, see
-:mod:`ovbench.peft.simo`). Tokens between the class token and the patches
+through the PEFT method (:meth:`PeftMethod.project`; the queries through
+:meth:`PeftMethod.mask_query`, which SIMO overrides, see :mod:`ovbench.peft.simo`)
+and the attention through the one kernel :func:`ovbench.peft.attend`. Tokens between the class token and the patches
 (VPT prompts) are not visible to mask tokens.
 """
 from __future__ import annotations
 
 import functools
-from typing import Callable, Dict, Optional, Tuple
+from typing import Dict, Optional, Tuple
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ovbench.models.clip.wrapper import OVCLIP
-from ovbench.peft import get_peft_method, site_linear
+from ovbench.peft import PeftMethod, attend, get_peft_method
+from ovbench.peft.base import attention_weights, block_method
 
 BIASES = ("hard", "soft")
 
@@ -81,34 +82,31 @@ def mask_token_bias(patch_bias: Tensor, seq_len: int, include_cls: bool = True) 
     return torch.cat([cls, neg.expand(b, n, extra), patch_bias, own.expand(b, n, n)], dim=-1)
 
 
-def mask_token_block(block: nn.Module, x: Tensor, m: Tensor, bias: Tensor,
-                     query: Optional[Callable[[Tensor, Tensor, Optional[Tensor]], Tensor]] = None) -> Tensor:
+def mask_token_block(block: nn.Module, x: Tensor, m: Tensor, bias: Tensor, method: Optional[PeftMethod] = None,
+                     key: Optional[Tuple[str, int]] = None) -> Tensor:
     """Advance mask tokens ``m`` ``[B, N, W]`` through ``block`` given the image tokens ``x`` ``[B, T, W]`` entering it.
 
-    Keys and values are ``[x, m]`` (``ln_1`` then the block's k/v projections),
-    ``bias`` ``[B, N, T + N]`` restricts the attention; ``query(m_normed, w_q,
-    b_q)`` replaces the query projection when given (SIMO's mask path). The
-    image tokens themselves are not updated here (the block's own forward does that).
+    Keys and values are ``[x, m]`` (``ln_1`` then the block's k/v projections), ``bias`` ``[B, N, T + N]``
+    restricts the attention. The projections go through ``method`` (block ``key``; by default the
+    method whose attention the block runs): ``project`` for k/v/out, ``mask_query`` for the queries
+    (SIMO gives mask tokens their own); without a method (merged model) they are the frozen ones. The image tokens themselves are not updated here (the
+    block's own forward does that).
     """
     mha: nn.MultiheadAttention = block.attn
-    d, h = mha.embed_dim, mha.num_heads
-    b, n, _ = m.shape
+    if method is None:
+        method, key = block_method(block)
+
+    def proj(site: str, t: Tensor) -> Tensor:
+        w, b = attention_weights(mha, site)
+        if method is None:
+            return F.linear(t, w, b)
+        return method.mask_query(key, t, w, b) if site == "q" else method.project(key, site, t, w, b)
+
     xn, mn = block.ln_1(x), block.ln_1(m)
     kv = torch.cat([xn, mn], dim=1)
-    k, v = site_linear(block, "k", kv), site_linear(block, "v", kv)
-    if query is None:
-        q = site_linear(block, "q", mn)
-    else:
-        b_in = mha.in_proj_bias
-        q = query(mn, mha.in_proj_weight[:d], None if b_in is None else b_in[:d])
-    lk = kv.shape[1]
-    q = q.reshape(b, n, h, d // h).transpose(1, 2)
-    k = k.reshape(b, lk, h, d // h).transpose(1, 2)
-    v = v.reshape(b, lk, h, d // h).transpose(1, 2)
-    o = F.scaled_dot_product_attention(q, k, v, attn_mask=bias.unsqueeze(1).to(q.dtype),
-                                       dropout_p=mha.dropout if mha.training else 0.0)
-    o = site_linear(block, "out", o.transpose(1, 2).reshape(b, n, d))
-    m = m + block.ls_1(o)
+    o = attend(proj("q", mn), proj("k", kv), proj("v", kv), mha.num_heads, bias.to(x.dtype),
+               mha.dropout if mha.training else 0.0)
+    m = m + block.ls_1(proj("out", o))
     return m + block.ls_2(block.mlp(block.ln_2(m)))
 
 
@@ -141,7 +139,6 @@ def encode_with_mask_tokens(ovclip: OVCLIP, img: Tensor, masks: Tensor, num_bloc
     grid = (img.shape[-2] // ph, img.shape[-1] // pw)
     patch_bias = mask_patch_bias(masks.to(img.device), grid, bias).to(img.dtype)
     method = get_peft_method(ovclip.clip)
-    mask_query = getattr(method, "mask_query", None)
     start = n_blocks - int(num_blocks)
     state: Dict[str, Tensor] = {}
 
@@ -150,8 +147,7 @@ def encode_with_mask_tokens(ovclip: OVCLIP, img: Tensor, masks: Tensor, num_bloc
         if i == start:
             state["m"] = x[:, :1].expand(-1, masks.shape[1], -1)
             state["bias"] = mask_token_bias(patch_bias, x.shape[1], include_cls)
-        query = None if mask_query is None else functools.partial(mask_query, ("image", i))
-        state["m"] = mask_token_block(block, x, state["m"], state["bias"], query)
+        state["m"] = mask_token_block(block, x, state["m"], state["bias"], method, ("image", i))
 
     handles = [blocks[i].register_forward_pre_hook(functools.partial(advance, i)) for i in range(start, n_blocks)]
     try:

@@ -14,7 +14,7 @@ import hashlib
 import logging
 import os
 from pathlib import Path
-from typing import Optional, Union
+from typing import Union
 
 MODEL_NAME = "ovbench-tiny-vit"
 PRETRAINED_TAG = "synth"
@@ -75,8 +75,3 @@ def register() -> str:
             )
             _state["tag"] = True
     return MODEL_NAME
-
-
-def tag_status() -> Optional[str]:
-    """None when ``synth`` is registered, else why not."""
-    return None if _state["tag"] is True else str(_state["tag"])

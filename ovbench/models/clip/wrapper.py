@@ -166,11 +166,18 @@ class OVCLIP(nn.Module):
         emb = F.normalize(emb, dim=-1).reshape(n_cls, n_tpl, -1).mean(1)
         return F.normalize(emb, dim=-1) if self.normalize else emb
 
-    def forward(self, img: torch.Tensor, class_names: Sequence[str]) -> Dict[str, Any]:
-        """Both towers in one call (one PEFT pre-computation, e.g. H-CLIP's DCRC, for the pair)."""
+    def begin_forward(self) -> None:
+        """A forward of the whole model starts: the PEFT method may drop its per-forward caches
+        (:meth:`ovbench.peft.PeftMethod.begin_forward`); the towers called after it share one
+        pre-computation (H-CLIP's DCRC). :meth:`forward` calls it; so does a caller that runs
+        ``encode_text`` and ``encode_image`` separately for one input."""
         method = get_peft_method(self.clip)
         if method is not None:
             method.begin_forward()
+
+    def forward(self, img: torch.Tensor, class_names: Sequence[str]) -> Dict[str, Any]:
+        """Both towers in one call (one PEFT pre-computation, e.g. H-CLIP's DCRC, for the pair)."""
+        self.begin_forward()
         out = self.encode_image(img)
         out["text"] = self.encode_text(class_names)
         return out

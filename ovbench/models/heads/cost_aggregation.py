@@ -25,6 +25,7 @@ from typing import Any, List, Optional, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
+from mmseg.registry import MODELS
 from torch import nn
 
 
@@ -194,6 +195,7 @@ class _UpBlock(nn.Module):
         return self.conv(x)
 
 
+@MODELS.register_module()
 class CostAggregator(nn.Module):
     """Cost volume -> aggregated per-class logits at 4x the patch resolution.
 
@@ -287,3 +289,19 @@ class CostAggregator(nn.Module):
             g = proj(features[i])
             out.append(F.interpolate(g, size=(h * scale, w * scale), mode="bilinear", align_corners=False))
         return out
+
+
+@MODELS.register_module()
+class ZeroShotCost(nn.Module):
+    """The zero-shot head (MaskCLIP, Zhou et al., ECCV 2022): the cost volume times a fixed temperature.
+
+    Nothing trains; it stands where :class:`CostAggregator` stands so that the segmentor keeps one
+    forward path.
+    """
+
+    def __init__(self, logit_scale: float = 100.0) -> None:
+        super().__init__()
+        self.logit_scale = float(logit_scale)
+
+    def forward(self, dense: torch.Tensor, text: torch.Tensor, features: Sequence[torch.Tensor] = ()) -> torch.Tensor:
+        return CostAggregator.cost_volume(dense, text) * self.logit_scale

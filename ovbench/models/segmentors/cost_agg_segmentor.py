@@ -6,7 +6,8 @@ mmengine's ``Runner`` work unchanged. What differs from a closed-set segmentor:
 
 * the "backbone" is :class:`~ovbench.models.clip.OVCLIP` (both CLIP towers, with
   the PEFT method of the config), the "decode head" a
-  :class:`~ovbench.models.heads.cost_aggregation.CostAggregator`;
+  :class:`~ovbench.models.heads.cost_aggregation.CostAggregator`, both built by
+  ``EncoderDecoder.__init__`` through ``MODELS`` (the head stored as ``aggregator``);
 * the number of output channels is the size of the *current vocabulary*, which
   comes from the dataset's class names (set by :class:`VocabularyHook` for
   train/val/test, or from ``dataset_meta`` restored by ``init_model``), so a
@@ -25,26 +26,23 @@ from typing import Any, Dict, List, Optional, Sequence
 import torch
 import torch.nn.functional as F
 from mmseg.models.segmentors import EncoderDecoder
-from mmseg.models.segmentors.base import BaseSegmentor
 from mmseg.registry import MODELS
 from mmseg.utils import OptConfigType, SampleList
 from torch import Tensor
 
-from ovbench.models.clip import OVCLIP
-from ovbench.models.heads.cost_aggregation import CostAggregator
-from ovbench.models.segmentors.vocabulary import OpenVocabularyMixin
-from ovbench.peft import regularization_loss
+from ovbench.models.heads.cost_aggregation import CostAggregator, ZeroShotCost
+from ovbench.models.segmentors.base import OVSegmentorBase
 
 
 @MODELS.register_module()
-class OVCostAggSegmentor(OpenVocabularyMixin, EncoderDecoder):
+class OVCostAggSegmentor(OVSegmentorBase, EncoderDecoder):
     """CLIP (+ PEFT) -> cost volume -> aggregation -> per-class logits over any vocabulary.
 
     Args:
         clip: config of the CLIP wrapper (``type='OVCLIP'`` by default: model name, pretrained,
             peft, templates, out_indices...).
         aggregator: kwargs of :class:`CostAggregator` (``embed_dim``/``clip_width`` are filled in
-            from the CLIP model); ``None`` for zero-shot MaskCLIP.
+            from the CLIP model); ``None`` for zero-shot MaskCLIP (a :class:`ZeroShotCost` head).
         class_names: a fixed vocabulary; normally left ``None`` and taken from the dataset.
         zero_shot_logit_scale: temperature of the zero-shot cost (CLIP's own is ~100).
         alignment: record image-text alignment statistics in each predicted sample (for
@@ -64,36 +62,30 @@ class OVCostAggSegmentor(OpenVocabularyMixin, EncoderDecoder):
         init_cfg: OptConfigType = None,
         pretrained: Optional[str] = None,
     ) -> None:
-        # `pretrained` exists because mmseg.apis.init_model sets it to None; CLIP
-        # weights come from `clip.pretrained`, the rest from the checkpoint.
-        if pretrained is not None:
-            raise ValueError("OVCostAggSegmentor: set CLIP weights with clip.pretrained, not model.pretrained")
-        BaseSegmentor.__init__(self, data_preprocessor=data_preprocessor, init_cfg=init_cfg)
-        clip = dict(clip)
-        clip.setdefault("type", "OVCLIP")  # composed through the registry, like any MMSeg backbone
-        self.backbone: OVCLIP = MODELS.build(clip)
-        self.aggregator = None
-        if aggregator is not None:
-            width = self.backbone.clip.visual.transformer.width
-            self.aggregator = CostAggregator(embed_dim=self.backbone.embed_dim, clip_width=width, **aggregator)
+        head = (dict(type="ZeroShotCost", logit_scale=zero_shot_logit_scale) if aggregator is None
+                else {"type": "CostAggregator", **dict(aggregator)})
+        super().__init__(clip, class_names, pretrained, decode_head=head, train_cfg=train_cfg or {},
+                         test_cfg=test_cfg or dict(mode="whole"), data_preprocessor=data_preprocessor,
+                         init_cfg=init_cfg)
         self.zero_shot_logit_scale = zero_shot_logit_scale
         self.alignment = alignment
-        self.align_corners = False
-        self.train_cfg = train_cfg or {}
-        self.test_cfg = test_cfg or dict(mode="whole")
-        self._class_names = tuple(class_names) if class_names else None
+
+    def _init_decode_head(self, decode_head: Dict[str, Any]) -> None:
+        """EncoderDecoder's hook: the head is built through MODELS with the CLIP's widths filled in. It is
+        stored as ``aggregator`` (the parameter names of existing checkpoints); the vocabulary, not the
+        head, decides ``num_classes``."""
+        if decode_head["type"] == "CostAggregator":
+            decode_head = dict(decode_head, embed_dim=self.backbone.embed_dim,
+                               clip_width=int(self.backbone.clip.visual.transformer.width))
+        self.aggregator = MODELS.build(decode_head)
 
     @property
-    def out_channels(self) -> int:
-        return self.num_classes
+    def decode_head(self):
+        return self.aggregator
 
     @property
-    def with_decode_head(self) -> bool:
-        return True
-
-    @property
-    def with_auxiliary_head(self) -> bool:
-        return False
+    def zero_shot(self) -> bool:
+        return isinstance(self.aggregator, ZeroShotCost)
 
     # -------------------------------------------------------------- forward
     def extract_feat(self, inputs: Tensor) -> Dict[str, Any]:
@@ -101,13 +93,9 @@ class OVCostAggSegmentor(OpenVocabularyMixin, EncoderDecoder):
 
     def _logits(self, inputs: Tensor) -> Tensor:
         feats = self.extract_feat(inputs)
-        groups = self.prompt_names()[1]
-        if self.aggregator is None:
-            cost = CostAggregator.cost_volume(feats["dense"], feats["text"])
-            return self.merge_prompts(cost * self.zero_shot_logit_scale, groups)
         # Deepest intermediate layer feeds the first (coarsest) decoder stage.
         logits = self.aggregator(feats["dense"], feats["text"], feats["features"][::-1])
-        return self.merge_prompts(logits, groups)
+        return self.merge_prompts(logits, self.prompt_names()[1])
 
     def encode_decode(self, inputs: Tensor, batch_img_metas: List[dict]) -> Tensor:
         logits = self._logits(inputs)
@@ -128,15 +116,12 @@ class OVCostAggSegmentor(OpenVocabularyMixin, EncoderDecoder):
                 sample.alignment = alignment_stats(cost[i], gt)
         return results
 
-    def loss(self, inputs: Tensor, data_samples: SampleList) -> Dict[str, Tensor]:
-        if self.aggregator is None:
+    def task_losses(self, inputs: Tensor, data_samples: SampleList) -> Dict[str, Tensor]:
+        if self.zero_shot:
             raise RuntimeError("OVCostAggSegmentor: zero-shot mode (aggregator=None) has nothing to train")
         logits = self.encode_decode(inputs, [s.metainfo for s in data_samples])
         target = torch.stack([s.gt_sem_seg.data[0] for s in data_samples]).long()
         losses = {"loss_bce": per_pixel_bce(logits, target, ignore_index=255)}
-        reg = regularization_loss(self.backbone.clip)
-        if reg is not None:
-            losses["loss_peft_reg"] = reg
         with torch.no_grad():
             valid = target != 255
             acc = (logits.argmax(1) == target)[valid].float().mean() * 100 if valid.any() else logits.new_zeros(())
