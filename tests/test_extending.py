@@ -54,7 +54,6 @@ space:
   model.clip.peft.sites: [[k, v], [k, v, mlp_fc]]
 seeds: [0]
 datasets: [toy]
-train_dataset: toy
 overrides:
   train_cfg.max_iters: 2
   train_cfg.val_interval: 1000
