@@ -142,3 +142,16 @@ def test_reference_from_the_ablation_file_and_checked_against_the_space(tmp_path
     with pytest.raises(SpecError, match="reference.*'q=16' is not a setting of the space; expected one of: "
                                         "channels=8; channels=16; channels=32; channels=64"):
         load_spec(bad)
+
+
+def test_a_study_reported_by_name_uses_the_files_current_reference(tmp_path):
+    from ovbench.sweep import study as st
+    from ovbench.sweep.spec import load_spec
+
+    path, study, url = fill_study(SPEC.format(direction="maximize"), tmp_path, result)
+    assert study.user_attrs.get("reference") is None
+    path.write_text(path.read_text() + "reference: channels=32\n")  # not part of the study's identity
+    spec = load_spec(path)
+    st.open_study(spec, st.open_storage(url), spec.study)  # what `ovbench run` does on the next start
+    texts = build_report("qs", ["md"], tmp_path / "reports", storage=url, plots_on=False)
+    assert "channels=32 (ref)" in texts["compact"]

@@ -77,8 +77,6 @@ def open_study(spec: AblationSpec, storage: optuna.storages.BaseStorage, name: s
         study.set_user_attr("spec_hash", spec.content_hash)
         study.set_user_attr("spec", spec.defining())
         study.set_user_attr("spec_path", spec.path)
-        study.set_user_attr("paper", spec.paper)
-        study.set_user_attr("description", spec.description)
     elif stored != spec.content_hash:
         raise StudyMismatch(
             f"{spec.path}: the ablation file changed since study {name!r} was created "
@@ -86,7 +84,17 @@ def open_study(spec: AblationSpec, storage: optuna.storages.BaseStorage, name: s
             f"Restore the file, run with --new-study (study '{spec.study}-{spec.content_hash}'), "
             f"or rename 'study:' in the file."
         )
+    if create:
+        _store_display_keys(study, spec)
     return study
+
+
+def _store_display_keys(study: optuna.Study, spec: AblationSpec) -> None:
+    """The file's keys that label results but do not define the study (paper figures, description,
+    reference setting): kept current, so a report of the study by name shows what the file says now."""
+    for key, value in (("paper", spec.paper), ("description", spec.description), ("reference", spec.reference)):
+        if study.user_attrs.get(key) != value:
+            study.set_user_attr(key, value)
 
 
 # ----------------------------------------------------------------------------- params
