@@ -174,6 +174,9 @@ def run(args: argparse.Namespace) -> int:
     )
     from mmengine.dist import is_main_process
 
+    from ovbench.train import end_distributed
+
     if is_main_process():
         print(format_table(results))
+    end_distributed()
     return 0

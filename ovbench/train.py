@@ -137,6 +137,20 @@ def train(cfg: Config):
     return runner
 
 
+def end_distributed() -> None:
+    """Leave the process group (if a launcher started one) before the interpreter exits.
+
+    Exiting with a live gloo group can abort a rank in its C++ teardown ("terminate called
+    without an active exception", exit -6) after all the work succeeded; torch's documented
+    way out is ``destroy_process_group``. No barrier first: a peer that failed would leave this
+    rank waiting on it until the group's timeout.
+    """
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
+
+
 def run(args: argparse.Namespace) -> int:
     if "LOCAL_RANK" not in os.environ:
         os.environ["LOCAL_RANK"] = str(args.local_rank)
@@ -151,6 +165,7 @@ def run(args: argparse.Namespace) -> int:
         deterministic=args.deterministic,
     )
     train(cfg)
+    end_distributed()
     return 0
 
 

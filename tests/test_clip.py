@@ -144,20 +144,42 @@ def test_value_and_maskclip_paths_go_through_peft():
         assert not torch.allclose(base, moved), mode
 
 
-def test_text_cached_only_when_frozen():
+def test_text_cached_when_frozen_or_not_being_trained():
     m = make(templates="vild")
     a = m.encode_text(["cat", "dog"])
     assert a.shape == (2, 32) and len(m._text_cache) == 1
     assert m.encode_text(["cat", "dog"]) is a
     t = make(peft=dict(type="hclip", q=16, encoders="text"), templates="single")
     e = t.encode_text(["cat", "dog"])
-    assert e.requires_grad and not t._text_cache
+    assert e.requires_grad and not t._text_cache  # being trained: never cached
     e.sum().backward()
     assert t.clip.peft_method.text_R.grad is not None
     # image-only tuning keeps the text side frozen -> cached again
     i = make(peft=dict(type="lora", encoders="image"))
     i.encode_text(["cat"])
     assert len(i._text_cache) == 1
+
+
+def test_text_cache_at_evaluation_follows_vocabulary_and_weights():
+    """A trained text tower is cached under no_grad (evaluation), and never served stale."""
+    t = make(peft=dict(type="hclip", q=16, encoders="text"), templates="single")
+    calls = []
+    original = t.clip.encode_text
+    t.clip.encode_text = lambda tokens: calls.append(len(tokens)) or original(tokens)
+    with torch.no_grad():
+        a = t.encode_text(["cat", "dog"])
+        assert t.encode_text(["cat", "dog"]) is a and calls == [2]  # same vocabulary: one tower pass
+        b = t.encode_text(["cat", "bird"])  # another vocabulary: its own entry
+        assert calls == [2, 2] and not torch.equal(a[1], b[1]) and torch.equal(a[0], b[0])
+        t.clip.peft_method.text_R.add_(torch.randn_like(t.clip.peft_method.text_R))  # an optimizer step, in place
+        c = t.encode_text(["cat", "dog"])
+        assert calls == [2, 2, 2] and not torch.allclose(a, c)
+        state = {k: v.clone() for k, v in t.state_dict().items()}
+        t.clip.peft_method.text_R.zero_()
+        t.encode_text(["cat", "dog"])
+        t.load_state_dict(state)  # a checkpoint load copies in place: stale entry not served
+        assert torch.allclose(t.encode_text(["cat", "dog"]), c) and calls == [2, 2, 2, 2, 2]
+    assert t.encode_text(["cat", "dog"]).requires_grad  # training again: computed with grad
 
 
 def test_templates():

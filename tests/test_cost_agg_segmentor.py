@@ -81,3 +81,41 @@ def test_bce_rejects_labels_outside_the_vocabulary():
     assert per_pixel_bce(logits, torch.tensor([[[0, 1], [255, 1]]])).item() == pytest.approx(0.6931, abs=1e-4)
     with pytest.raises(ValueError, match="vocabulary size"):
         per_pixel_bce(logits, torch.tensor([[[0, 2], [1, 1]]]))
+
+
+def test_predict_with_alignment_runs_the_image_tower_once_per_batch():
+    """The alignment diagnostic reuses predict's own image-tower pass (issue: 2 passes per test image)."""
+    from mmengine.structures import PixelData
+    from mmseg.registry import MODELS
+    from mmseg.structures import SegDataSample
+
+    from ovbench.models.segmentors import OVCostAggSegmentor
+    from ovbench.models.segmentors.cost_agg_segmentor import CostAggregator, _gt_on_grid, alignment_stats
+
+    cfg = dict(type="OVCostAggSegmentor", class_names=["a", "b", "c"], alignment=True,
+               aggregator=dict(hidden_dim=16, num_layers=1, num_heads=2, window=2, appearance_guidance_dim=8,
+                               text_guidance_dim=8, decoder_dims=(8, 8), decoder_guidance_dims=(4, 4)),
+               clip=dict(model_name=None, out_indices=(1, 0), model_cfg=dict(
+                   embed_dim=32, vision_cfg=dict(image_size=32, patch_size=8, width=64, layers=2, head_width=16),
+                   text_cfg=dict(context_length=16, vocab_size=49408, width=64, heads=4, layers=2))),
+               data_preprocessor=dict(type="SegDataPreProcessor", size=(32, 32)))
+    torch.manual_seed(0)
+    model: OVCostAggSegmentor = MODELS.build(cfg).eval()
+    inputs = torch.rand(2, 3, 32, 32)
+    samples = []
+    for _ in range(2):
+        s = SegDataSample(metainfo=dict(img_shape=(32, 32), ori_shape=(32, 32), pad_shape=(32, 32)))
+        s.gt_sem_seg = PixelData(data=torch.randint(0, 3, (1, 32, 32)))
+        samples.append(s)
+    calls = []
+    original = model.backbone.encode_image
+    model.backbone.encode_image = lambda *a, **k: calls.append(1) or original(*a, **k)
+    with torch.no_grad():
+        results = model.predict(inputs, samples)
+        assert len(calls) == 1  # one pass for the batch, shared by prediction and diagnostic
+        feats = model.extract_feat(inputs)
+        cost = model.merge_prompts(CostAggregator.cost_volume(feats["dense"], feats["text"]), model.prompt_names()[1])
+    for i, r in enumerate(results):
+        expected = alignment_stats(cost[i], _gt_on_grid(r, inputs.shape[2:], cost.shape[2:]))
+        for key in ("sum_cos", "sum_margin", "count"):
+            assert (r.alignment[key] == expected[key]).all(), key

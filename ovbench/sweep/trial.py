@@ -285,6 +285,9 @@ def main(argv: Optional[list] = None) -> int:
     sys.stdout.flush()
     if is_rank_zero():
         write_json(work_dir / "result.json", result)
+    from ovbench.train import end_distributed
+
+    end_distributed()
     return code
 
 

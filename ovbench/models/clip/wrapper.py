@@ -67,7 +67,7 @@ class OVCLIP(nn.Module):
         self.dense = dense
         self.out_indices = tuple(out_indices)
         self.normalize = normalize
-        self._text_cache: Dict[Any, torch.Tensor] = {}
+        self._text_cache: Dict[Any, Tuple[Any, torch.Tensor]] = {}  # key -> (weights version, embeddings)
         self._pos_cache: Dict[Tuple[int, int], torch.Tensor] = {}
         self.peft_cfg = peft
         apply_peft(self.clip, peft if peft is not None else {"type": "frozen"})
@@ -144,22 +144,42 @@ class OVCLIP(nn.Module):
         return self.tokenizer(texts).to(device)
 
     def encode_text(self, class_names: Sequence[str], templates: Any = None) -> torch.Tensor:
-        """``[C, D]``: each class embedded in every template, normalised, averaged, renormalised."""
+        """``[C, D]``: each class embedded in every template, normalised, averaged, renormalised.
+
+        Cached per vocabulary whenever the text tower is not being trained at that moment: always
+        when no text-side parameter is trainable, and under ``torch.no_grad()`` (all of evaluation)
+        for methods that train it. Every entry records :meth:`text_weights_version`, so changed
+        weights (an optimizer step, a loaded checkpoint, a merge) are never served stale.
+        """
         templates = self.templates if templates is None else resolve_templates(templates)
         device = next(self.clip.parameters()).device
         key = (tuple(class_names), templates, device)
-        frozen = self.text_frozen()
-        if not frozen:
-            self._text_cache.clear()
-        elif key in self._text_cache:
-            return self._text_cache[key]
         texts = [t.format(c) for c in class_names for t in templates]
-        if frozen:
-            with torch.no_grad():
-                emb = self._embed_tokens(self.tokenize(texts), len(class_names), len(templates))
-            self._text_cache[key] = emb
-            return emb
-        return self._embed_tokens(self.tokenize(texts), len(class_names), len(templates))
+        if not (self.text_frozen() or not torch.is_grad_enabled()):
+            self._text_cache.clear()  # trained right now: its entries are about to go stale
+            return self._embed_tokens(self.tokenize(texts), len(class_names), len(templates))
+        version = self.text_weights_version()
+        hit = self._text_cache.get(key)
+        if hit is not None and hit[0] == version:
+            return hit[1]
+        with torch.no_grad():
+            emb = self._embed_tokens(self.tokenize(texts), len(class_names), len(templates))
+        self._text_cache[key] = (version, emb)
+        return emb
+
+    def text_weights_version(self) -> Tuple[Tuple[int, int], ...]:
+        """Identity and in-place-update counter of every parameter the text embeddings depend on.
+
+        torch bumps a tensor's ``_version`` on every in-place change (optimizer steps, ``copy_`` in
+        ``load_state_dict``); it is the only signal of "these weights changed" without hashing them,
+        hence this one use of a private tensor attribute. Changes made through ``.data`` bypass it,
+        so :meth:`merge` also clears the cache. A trained text side may be coupled to the image
+        side's PEFT parameters (H-CLIP's DCRC mixes both encoders' blocks), so then every PEFT
+        parameter counts.
+        """
+        coupled = not self.text_frozen()
+        return tuple((id(p), p._version) for n, p in self.clip.named_parameters()
+                     if encoder_of_param(n) in ("text", "shared") or (coupled and n.startswith("peft_method.")))
 
     def _embed_tokens(self, tokens: torch.Tensor, n_cls: int, n_tpl: int) -> torch.Tensor:
         emb = self.clip.encode_text(tokens)

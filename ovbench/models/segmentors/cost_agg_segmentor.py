@@ -25,6 +25,7 @@ from typing import Any, Dict, List, Optional, Sequence
 
 import torch
 import torch.nn.functional as F
+from mmengine.config import ConfigDict
 from mmseg.models.segmentors import EncoderDecoder
 from mmseg.registry import MODELS
 from mmseg.utils import OptConfigType, SampleList
@@ -65,7 +66,8 @@ class OVCostAggSegmentor(OVSegmentorBase, EncoderDecoder):
         head = (dict(type="ZeroShotCost", logit_scale=zero_shot_logit_scale) if aggregator is None
                 else {"type": "CostAggregator", **dict(aggregator)})
         super().__init__(clip, class_names, pretrained, decode_head=head, train_cfg=train_cfg or {},
-                         test_cfg=test_cfg or dict(mode="whole"), data_preprocessor=data_preprocessor,
+                         test_cfg=ConfigDict(test_cfg or dict(mode="whole")),  # EncoderDecoder reads .mode
+                         data_preprocessor=data_preprocessor,
                          init_cfg=init_cfg)
         self.zero_shot_logit_scale = zero_shot_logit_scale
         self.alignment = alignment
@@ -93,6 +95,8 @@ class OVCostAggSegmentor(OVSegmentorBase, EncoderDecoder):
 
     def _logits(self, inputs: Tensor) -> Tensor:
         feats = self.extract_feat(inputs)
+        if self._keep_feats:  # predict() with the alignment diagnostic reuses this pass
+            self._kept_feats = (inputs, feats)
         # Deepest intermediate layer feeds the first (coarsest) decoder stage.
         logits = self.aggregator(feats["dense"], feats["text"], feats["features"][::-1])
         return self.merge_prompts(logits, self.prompt_names()[1])
@@ -104,11 +108,24 @@ class OVCostAggSegmentor(OVSegmentorBase, EncoderDecoder):
     def _forward(self, inputs: Tensor, data_samples: SampleList = None) -> Tensor:
         return self._logits(inputs)
 
+    _keep_feats = False
+    _kept_feats = None
+
     def predict(self, inputs: Tensor, data_samples: SampleList = None) -> SampleList:
-        results = super().predict(inputs, data_samples)
-        if self.alignment and data_samples is not None:
+        """MMSeg's predict; with ``alignment`` on, the diagnostic reads the same image-tower pass.
+
+        Whole-image inference encodes ``inputs`` exactly once, and that pass is kept for the
+        alignment statistics; sliding-window inference saw crops, so it takes one more pass.
+        """
+        want = self.alignment and data_samples is not None
+        self._keep_feats, self._kept_feats = want, None
+        try:
+            results = super().predict(inputs, data_samples)
+        finally:
+            kept, self._keep_feats, self._kept_feats = self._kept_feats, False, None
+        if want:
             with torch.no_grad():
-                feats = self.extract_feat(inputs)
+                feats = kept[1] if kept is not None and kept[0] is inputs else self.extract_feat(inputs)
                 cost = CostAggregator.cost_volume(feats["dense"], feats["text"])
                 cost = self.merge_prompts(cost, self.prompt_names()[1])
             for i, sample in enumerate(results):
