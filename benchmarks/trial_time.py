@@ -1,0 +1,252 @@
+"""Where an embedded-benchmark trial spends its time, phase by phase; and whole trials side by side.
+
+    python benchmarks/trial_time.py                               # block_size, q=32, seed 0, this checkout
+    python benchmarks/trial_time.py --point model.clip.peft.q=64 --iters 50
+    python benchmarks/trial_time.py --against a59a146 HEAD         # whole trials of two commits, one run
+
+**Phases** (default mode): the trial's own functions (:mod:`ovbench.sweep.trial`) run in this
+process with timers around them: start-up (imports), runner build, dataset + optimizer build,
+per training iteration the forward, backward and optimizer step (medians after 3 warm-up
+iterations), checkpoints, a validation loop if the config still runs one, each evaluation set,
+FLOPs, the report panels. Then the **overhead ratio**: the training loop's median s/iter over a
+bare loop of the same model (forward, backward, step) on one pre-built batch -- what the loop adds
+(data loading, hooks, logging) beyond compute. It trains the model a few more steps, after the
+trial's metrics are taken.
+
+**Side by side** (``--against C1 C2 ...``): each commit's own ``ovbench run`` of a one-point copy of
+its ablation file, in a git worktree of that commit, one after the other on this machine: wall time
+(process start to exit) and every metric, with each commit's time as a ratio of the first's.
+Never compare these figures with another machine's.
+"""
+from __future__ import annotations
+
+import time
+
+T0 = time.perf_counter()
+
+import argparse  # noqa: E402
+import json  # noqa: E402
+import os  # noqa: E402
+import statistics  # noqa: E402
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+import tempfile  # noqa: E402
+from pathlib import Path  # noqa: E402
+from types import MethodType, SimpleNamespace  # noqa: E402
+from typing import Any, Dict, List  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+WARMUP = 3
+
+
+def parse_point(items: List[str]) -> Dict[str, Any]:
+    import yaml
+
+    point = {}
+    for item in items:
+        key, _, value = item.partition("=")
+        point[key] = yaml.safe_load(value)
+    return point
+
+
+class PhaseClock:
+    """Wall-clock per phase; a phase may repeat (iterations), each occurrence is kept."""
+
+    def __init__(self) -> None:
+        self.times: Dict[str, List[float]] = {}
+
+    def add(self, phase: str, seconds: float) -> None:
+        self.times.setdefault(phase, []).append(seconds)
+
+    def timed(self, phase: str, owner: Any, name: str) -> None:
+        """Replace ``owner.<name>`` by a timed bound method (mmengine's schedulers wrap
+        ``optim_wrapper.step`` again and need a bound method there)."""
+        original = getattr(owner, name)
+        clock = self
+
+        def wrapper(_self, *args, **kwargs):
+            t = time.perf_counter()
+            try:
+                return original(*args, **kwargs)
+            finally:
+                clock.add(phase, time.perf_counter() - t)
+        setattr(owner, name, MethodType(wrapper, owner))
+
+
+def instrument(runner: Any, clock: PhaseClock) -> None:
+    """Timers around the optimizer wrapper's backward and step, the model's train step, checkpoints
+    and validation (public attributes of mmengine's Runner and OptimWrapper, wrapped per instance)."""
+    clock.timed("backward", runner.optim_wrapper, "backward")
+    clock.timed("optimizer", runner.optim_wrapper, "step")
+    clock.timed("train_step", runner.model, "train_step")
+    clock.timed("checkpoint", runner, "save_checkpoint")
+    if runner.val_loop is not None:
+        clock.timed("validation (end of training)", runner.val_loop, "run")
+
+
+def run_phases(args: argparse.Namespace) -> None:
+    import ovbench  # noqa: F401
+    import torch
+    from mmengine.runner import Runner
+
+    clock = PhaseClock()
+    clock.add("start-up (imports)", time.perf_counter() - T0)
+    from ovbench.sweep import trial
+    from ovbench.sweep.executor import prepare_datasets, trial_request
+    from ovbench.sweep.spec import load_spec
+
+    spec = load_spec(args.ablation)
+    point = {**parse_point(args.point), "seed": args.seed}
+    work = Path(tempfile.mkdtemp(prefix="trial_time_"))
+    t = time.perf_counter()
+    roots = prepare_datasets(spec)
+    clock.add("datasets checked / generated", time.perf_counter() - t)
+    claim = SimpleNamespace(point=point, trial=SimpleNamespace(number=0), work_dir=work)
+    req = trial_request(spec, claim, roots)
+    if args.iters:
+        req["overrides"] = {**req["overrides"], "train_cfg.max_iters": args.iters}
+    cfg = trial.build_config(req)
+    t = time.perf_counter()
+    runner = Runner.from_cfg(cfg)
+    clock.add("runner build (model)", time.perf_counter() - t)
+    t = time.perf_counter()
+    runner.train_loop  # noqa: B018 (the public property builds the loop: its dataloader and dataset)
+    runner.optim_wrapper = runner.build_optim_wrapper(runner.optim_wrapper)  # train() reuses a built one
+    clock.add("dataset + optimizer build", time.perf_counter() - t)
+    instrument(runner, clock)
+    t = time.perf_counter()
+    runner.train()
+    train_s = time.perf_counter() - t
+    clock.add("training loop (all iterations)", train_s)
+    for name in req["datasets"]:
+        t = time.perf_counter()
+        trial.evaluate(runner, cfg, [name])
+        clock.add(f"evaluation: {name}", time.perf_counter() - t)
+    model = trial.unwrap(runner.model)
+    t = time.perf_counter()
+    trial.flops_of(model, cfg)
+    clock.add("FLOPs", time.perf_counter() - t)
+    t = time.perf_counter()
+    trial.save_predictions(model, cfg, req["datasets"], work)
+    clock.add("panels (predictions)", time.perf_counter() - t)
+    bare = bare_loop(runner, args.bare_iters)
+    print_phases(clock, train_s, bare, args, torch.get_num_threads())
+
+
+def bare_loop(runner: Any, iters: int) -> float:
+    """Median s/iter of forward + backward + step on one pre-built batch: compute without the loop."""
+    model = runner.model
+    meta = runner.train_dataloader.dataset.metainfo
+    if hasattr(model, "set_vocabulary"):  # evaluation left the last set's vocabulary in place
+        things = meta.get("thing_classes")
+        model.set_vocabulary(tuple(meta["classes"]), dict(meta.get("class_prompts") or {}),
+                             thing_classes=None if things is None else tuple(things))
+    batch = next(iter(runner.train_dataloader))
+    data = model.data_preprocessor(batch, True)
+    model.train()
+    times = []
+    for _ in range(iters + WARMUP):
+        t = time.perf_counter()
+        losses = model(**data, mode="loss")
+        loss, _ = model.parse_losses(losses)
+        runner.optim_wrapper.update_params(loss)
+        times.append(time.perf_counter() - t)
+    return statistics.median(times[WARMUP:])
+
+
+def print_phases(clock: PhaseClock, train_s: float, bare_s: float, args, threads: int) -> None:
+    times = clock.times
+    steps = times.get("train_step", [])[WARMUP:] or times.get("train_step", [])
+    backward = times.get("backward", [])[WARMUP:] or times.get("backward", [])
+    step = times.get("optimizer", [])[WARMUP:] or times.get("optimizer", [])
+    med = statistics.median
+    per_iter = med(steps) if steps else float("nan")
+    loop_iter = train_s / max(1, len(times.get("train_step", [])))
+    rows = [(k, sum(v), len(v)) for k, v in times.items() if k not in ("train_step", "backward", "optimizer")]
+    print(f"# trial phases: {args.ablation} {' '.join(args.point)} seed {args.seed}, {threads} thread(s)\n")
+    print("| phase | seconds | calls |\n|---|---|---|")
+    for name, total, n in rows:
+        print(f"| {name} | {total:.2f} | {n} |")
+    if steps:
+        print(f"\nper training iteration (median after {WARMUP} warm-up): forward {per_iter - med(backward) - med(step):.3f} s, "
+              f"backward {med(backward):.3f} s, optimizer {med(step):.3f} s; train_step {per_iter:.3f} s; "
+              f"loop {loop_iter:.3f} s/iter (all iterations, incl. data and hooks)")
+    print(f"bare loop (one pre-built batch): {bare_s:.3f} s/iter; overhead ratio loop / bare = "
+          f"{loop_iter / bare_s:.2f}")
+
+
+# ----------------------------------------------------------------------------- side by side
+def one_point_file(worktree: Path, args: argparse.Namespace, work: Path) -> Path:
+    """The commit's own ablation file reduced to one point and seed, in a temp folder."""
+    import yaml
+
+    data = yaml.safe_load((worktree / args.ablation).read_text())
+    point = parse_point(args.point)
+    data["space"] = {k: [point[k]] if k in point else v[:1] for k, v in data["space"].items()}
+    data["seeds"] = [args.seed]
+    data["work_dir"] = str(work)
+    data["executor"] = {**(data.get("executor") or {}), "workers": 1}
+    data.pop("paper", None)
+    data.pop("reference", None)
+    if args.iters:
+        data.setdefault("overrides", {})["train_cfg.max_iters"] = args.iters
+    path = work.parent / f"{work.name}.yaml"
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return path
+
+
+def run_commit(commit: str, args: argparse.Namespace, scratch: Path) -> Dict[str, Any]:
+    tree = scratch / f"tree-{commit}"
+    subprocess.run(["git", "worktree", "add", "--detach", "-f", str(tree), commit], cwd=ROOT, check=True,
+                   capture_output=True)
+    try:
+        work = scratch / f"work-{commit}"
+        spec = one_point_file(tree, args, work)
+        env = {**os.environ, "PYTHONPATH": str(tree)}
+        t = time.perf_counter()
+        proc = subprocess.run([sys.executable, "-m", "ovbench.cli", "run", str(spec), "--no-progress"], cwd=tree,
+                              env=env, capture_output=True, text=True)
+        wall = time.perf_counter() - t
+        results = [json.loads(p.read_text()) for p in work.glob("trials/*/result.json")]
+        ok = [r for r in results if r.get("status") == "ok"]
+        if proc.returncode != 0 or not ok:
+            raise SystemExit(f"{commit}: the trial failed ({proc.returncode}):\n{proc.stdout[-2000:]}{proc.stderr[-2000:]}")
+        return {"commit": commit, "wall_s": wall, "metrics": ok[0]["metrics"], "cost": ok[0]["cost"]}
+    finally:
+        subprocess.run(["git", "worktree", "remove", "--force", str(tree)], cwd=ROOT, capture_output=True)
+
+
+def run_against(args: argparse.Namespace) -> None:
+    scratch = Path(tempfile.mkdtemp(prefix="trial_time_"))
+    rows = [run_commit(c, args, scratch) for c in args.against]
+    base = rows[0]
+    print(f"# whole trials side by side: {args.ablation} {' '.join(args.point)} seed {args.seed}\n")
+    print("| commit | wall s | speed-up vs " + base["commit"] + " | train s | s/iter |\n|---|---|---|---|---|")
+    for r in rows:
+        print(f"| {r['commit']} | {r['wall_s']:.1f} | {base['wall_s'] / r['wall_s']:.2f}x | "
+              f"{r['cost']['train_time_s']:.1f} | {r['cost']['s_per_iter']:.3f} |")
+    keys = sorted({(ds, m) for r in rows for ds, ms in r["metrics"].items() for m in ms
+                   if not m.startswith(("align", "IoU."))})
+    print("\n| metric | " + " | ".join(r["commit"] for r in rows) + " |\n|---|" + "---|" * len(rows))
+    for ds, m in keys:
+        print(f"| {ds}/{m} | " + " | ".join(f"{r['metrics'].get(ds, {}).get(m, float('nan')):.2f}" for r in rows) + " |")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--ablation", default="ablations/block_size.yaml")
+    parser.add_argument("--point", nargs="*", default=["model.clip.peft.q=32"], help="KEY=VALUE of the space")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--iters", type=int, help="override train_cfg.max_iters (default: the file's)")
+    parser.add_argument("--bare-iters", type=int, default=10)
+    parser.add_argument("--against", nargs="+", metavar="COMMIT", help="whole trials of these commits, side by side")
+    args = parser.parse_args()
+    os.chdir(ROOT)
+    if args.against:
+        run_against(args)
+    else:
+        run_phases(args)
+
+
+if __name__ == "__main__":
+    main()
