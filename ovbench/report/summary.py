@@ -85,7 +85,7 @@ def paper_order_sentences(values: Dict[str, Dict[int, float]], paper: Dict[str, 
             continue
         hi, lo = (a, b) if pa > pb else (b, a)
         diff = stats.paired_difference(values[hi], values[lo])
-        claim = f"the paper's order {hi} > {lo} ({paper_metric} {max(pa, pb)} vs {min(pa, pb)})"
+        claim = f"The paper's order {hi} > {lo} ({paper_metric} {max(pa, pb)} vs {min(pa, pb)})"
         if diff.n < 2 or not diff.distinguishable():
             verdict = "is not resolved here (not distinguishable)" if diff.n >= 2 else "cannot be tested (one seed)"
         else:

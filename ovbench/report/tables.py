@@ -193,8 +193,9 @@ def legend(seeds: int, reference: Optional[str], objective: Optional[Tuple[str, 
     else:
         text = "Cells: one seed per setting, so no uncertainty is shown; compare nothing here across machines."
     direction = f" ({objective[1]} for {objective[0].split('/')[-1]}, higher is better otherwise)" if objective else ""
-    text += (f" Bold: the best mean{direction}; italic: not distinguishable from the best "
-             f"(paired t over seeds, p ≥ {stats.ALPHA}, uncorrected).")
+    text += f" Bold: the best mean{direction}"
+    text += (f"; italic: not distinguishable from the best (paired t over seeds, p ≥ {stats.ALPHA}, uncorrected)."
+             if seeds > 1 else ".")
     if reference:
         text += f" Δ: difference from the reference setting {reference!r}, {stats.PAIRED_METHOD}."
     return text
