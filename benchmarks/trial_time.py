@@ -17,6 +17,27 @@ trial's metrics are taken.
 its ablation file, in a git worktree of that commit, one after the other on this machine: wall time
 (process start to exit) and every metric, with each commit's time as a ratio of the first's.
 Never compare these figures with another machine's.
+
+**Measured** (2 cores, this project's machine, one run each, 2026-12-02; block_size q=32 seed 0):
+
+| commit | whole trial s | train s | s/iter | evaluation + start-up s |
+|---|---|---|---|---|
+| a59a146 (before issue 13's CAT-Seg W-MSA + SW-MSA head) | 226 | 161 | 0.67 | 66 |
+| 161cbfd~1 (issues 13-17 merged, before these speed changes) | 275 | 194 | 0.96 | 81 |
+| cb06def (text cache, one image pass, batch-8 evaluation, no end-of-training validation) | 269 | 224 | 1.11 | 44 |
+
+Every metric of the last two rows is identical to two decimals (the ±0.05 bar). Evaluation and
+start-up fell from 81 s to 44 s. Training, now about 80% of a trial, is what is left: the
+training time of the last two rows differs by 15% on identical training code, which is this
+machine's run-to-run noise. The CAT-Seg-faithful head of issue 13 made training slower than at a59a146,
+so the 2x target against that commit needs the head's training cost cut (the next step).
+
+The 65 s gap after "Saving checkpoint" was mmengine's ``IterBasedTrainLoop``, which validates
+at the last iteration whatever ``val_interval`` says (``self._iter == self._max_iters``). The
+ablation files' ``val_interval: 100000`` never prevented it, so every trial evaluated its first
+set twice. Trials now drop the validation loop when ``val_interval`` exceeds ``max_iters``, as
+every ablation file sets it (:func:`ovbench.sweep.trial.drop_unused_validation`); the phase
+table shows no validation row.
 """
 from __future__ import annotations
 
