@@ -155,10 +155,11 @@ class OVCLIP(nn.Module):
         device = next(self.clip.parameters()).device
         key = (tuple(class_names), templates, device)
         texts = [t.format(c) for c in class_names for t in templates]
-        if not (self.text_frozen() or not torch.is_grad_enabled()):
+        frozen = self.text_frozen()
+        if not (frozen or not torch.is_grad_enabled()):
             self._text_cache.clear()  # trained right now: its entries are about to go stale
             return self._embed_tokens(self.tokenize(texts), len(class_names), len(templates))
-        version = self.text_weights_version()
+        version = self.text_weights_version(coupled=not frozen)
         hit = self._text_cache.get(key)
         if hit is not None and hit[0] == version:
             return hit[1]
@@ -167,7 +168,7 @@ class OVCLIP(nn.Module):
         self._text_cache[key] = (version, emb)
         return emb
 
-    def text_weights_version(self) -> Tuple[Tuple[int, int], ...]:
+    def text_weights_version(self, coupled: Optional[bool] = None) -> Tuple[Tuple[int, int], ...]:
         """Identity and in-place-update counter of every parameter the text embeddings depend on.
 
         torch bumps a tensor's ``_version`` on every in-place change (optimizer steps, ``copy_`` in
@@ -177,7 +178,7 @@ class OVCLIP(nn.Module):
         side's PEFT parameters (H-CLIP's DCRC mixes both encoders' blocks), so then every PEFT
         parameter counts.
         """
-        coupled = not self.text_frozen()
+        coupled = not self.text_frozen() if coupled is None else coupled
         return tuple((id(p), p._version) for n, p in self.clip.named_parameters()
                      if encoder_of_param(n) in ("text", "shared") or (coupled and n.startswith("peft_method.")))
 
