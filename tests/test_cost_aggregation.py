@@ -7,7 +7,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from ovbench.models.heads.cost_aggregation import CostAggregator, SpatialAggregation, SwinBlock
+from ovbench.models.heads.cost_aggregation import CostAggregator, SpatialAggregation, SwinBlock, guided_linear
 
 
 def _aggregator(**kw) -> CostAggregator:
@@ -150,3 +150,33 @@ def test_parameter_count_by_hand():
     inputs = (49 * d + d) + (embed * g + g) + (embed * t + t)  # 7x7 cost embedding, guidance projections
     assert sum(p.numel() for n, p in agg.named_parameters()
                if n.split(".")[0] in ("cost_embed", "appearance", "text")) == inputs
+
+
+def test_guided_linear_equals_linear_of_the_concatenation():
+    """The speed-up of issue 18 computes the guidance's share of q/k once; the function is unchanged."""
+    torch.manual_seed(0)
+    linear = torch.nn.Linear(8 + 3, 16)
+    y = torch.randn(2, 5, 4, 4, 8)
+    image_guidance = torch.randn(2, 4, 4, 3)  # shared by the 5 classes
+    text_guidance = torch.randn(2, 5, 3)  # shared by the 4x4 pixels
+    for g in (image_guidance[:, None], text_guidance[:, :, None, None]):
+        reference = linear(torch.cat([y, g.expand(2, 5, 4, 4, 3)], -1))
+        torch.testing.assert_close(guided_linear(linear, y, g), reference, rtol=1e-5, atol=1e-6)
+    unguided = torch.nn.Linear(8, 16)
+    assert torch.equal(guided_linear(unguided, y, None), unguided(y))
+
+
+def test_channels_last_decoder_matches_the_contiguous_computation():
+    """The decoder runs channels-last for speed; its output must be the NCHW decoder's, up to rounding."""
+    agg = _aggregator()
+    dense, text, feats = _inputs()
+    out = agg(dense, text, feats)
+    b, c, h, w = out.shape[0], out.shape[1], dense.shape[-2], dense.shape[-1]
+    x = torch.randn(b * c, agg.decoder[0].up.in_channels, h, w)
+    guidance = agg._decoder_guidance(feats, h, w)
+    nchw, last = x, x.contiguous(memory_format=torch.channels_last)
+    for block, g in zip(agg.decoder, guidance):
+        nchw = block(nchw, g.contiguous(), c)
+        last = block(last, g, c)
+    assert last.is_contiguous(memory_format=torch.channels_last)
+    torch.testing.assert_close(last, nchw, rtol=1e-4, atol=1e-5)

@@ -34,6 +34,20 @@ class _MLP(nn.Sequential):
         super().__init__(nn.LayerNorm(dim), nn.Linear(dim, dim * ratio), nn.GELU(), nn.Linear(dim * ratio, dim))
 
 
+def guided_linear(linear: nn.Linear, y: torch.Tensor, guidance: Optional[torch.Tensor]) -> torch.Tensor:
+    """``linear(cat([y, guidance.expand_as(...)], -1))`` without building the concatenation.
+
+    The guidance is shared across classes (image features) or pixels (text features), so its part
+    of the product is computed once at its own size and broadcast in the sum: the same function,
+    without a ``[B, C, h, w, dim + g]`` copy or the repeated product (issue 18). ``linear``'s
+    weight keeps its ``[out, dim + g]`` shape, so checkpoints are unchanged.
+    """
+    if guidance is None:
+        return linear(y)
+    dim = y.shape[-1]
+    return F.linear(y, linear.weight[:, :dim]) + F.linear(guidance, linear.weight[:, dim:], linear.bias)
+
+
 class SwinBlock(nn.Module):
     """One Swin block over each class's cost map: (shifted) window self-attention + MLP, guided by image
     features. ``shift=True``: SW-MSA -- the map is rolled by ``window // 2`` and every token attends only
@@ -54,10 +68,9 @@ class SwinBlock(nn.Module):
 
     def forward(self, x: torch.Tensor, guidance: Optional[torch.Tensor]) -> torch.Tensor:
         """``x``: ``[B, C, H, W, dim]``; ``guidance``: ``[B, H, W, g]`` or None."""
-        b, c, h, w, d = x.shape
         y = self.norm(x)
-        qk_in = y if guidance is None else torch.cat([y, guidance[:, None].expand(b, c, h, w, -1)], -1)
-        q, k = self.qk(qk_in).chunk(2, dim=-1)
+        g = None if guidance is None else guidance[:, None]  # the same for every class
+        q, k = guided_linear(self.qk, y, g).chunk(2, dim=-1)
         v = self.v(y)
         out = self._window_attention(q, k, v)
         x = x + self.proj(out)
@@ -77,7 +90,9 @@ class SwinBlock(nn.Module):
         hp, wp = h + pad_h, w + pad_w
 
         def to_windows(t: torch.Tensor) -> torch.Tensor:
-            t = F.pad(t.reshape(b * c, h, w, d), (0, 0, 0, pad_w, 0, pad_h))  # pad, then roll (as mmseg's Swin)
+            t = t.reshape(b * c, h, w, d)
+            if pad_h or pad_w:  # pad, then roll (as mmseg's Swin)
+                t = F.pad(t, (0, 0, 0, pad_w, 0, pad_h))
             if shift:
                 t = torch.roll(t, (-shift, -shift), dims=(1, 2))
             t = t.reshape(b * c, hp // ws, ws, wp // ws, ws, self.num_heads, d // self.num_heads)
@@ -153,10 +168,8 @@ class ClassAggregation(nn.Module):
         """``x``: ``[B, C, H, W, dim]``; ``text_guidance``: ``[B, C, t]`` or None."""
         b, c, h, w, d = x.shape
         y = self.norm(x)
-        qk_in = y if text_guidance is None else torch.cat(
-            [y, text_guidance[:, :, None, None].expand(b, c, h, w, -1)], -1
-        )
-        q, k = self.qk(qk_in).chunk(2, dim=-1)
+        g = None if text_guidance is None else text_guidance[:, :, None, None]  # the same at every pixel
+        q, k = guided_linear(self.qk, y, g).chunk(2, dim=-1)
         v = self.v(y)
 
         def heads(t: torch.Tensor) -> torch.Tensor:  # -> [B*H*W, heads, C, d_h]
@@ -190,8 +203,8 @@ class _UpBlock(nn.Module):
     def forward(self, x: torch.Tensor, guidance: Optional[torch.Tensor], num_classes: int) -> torch.Tensor:
         x = self.up(x)
         if self.guidance_dim:
-            g = guidance.repeat_interleave(num_classes, dim=0)
-            x = torch.cat([x, g], dim=1)
+            g = guidance.repeat_interleave(num_classes, dim=0).contiguous(memory_format=torch.channels_last)
+            x = torch.cat([x, g], dim=1)  # channels-last in, channels-last out (CostAggregator.forward)
         return self.conv(x)
 
 
@@ -260,7 +273,9 @@ class CostAggregator(nn.Module):
         cost = self.cost_volume(dense, text)
         c = cost.shape[1]
         x = self.cost_embed(cost.reshape(b * c, 1, h, w))
-        x = x.reshape(b, c, -1, h, w).permute(0, 1, 3, 4, 2)  # [B, C, h, w, hidden]
+        # [B, C, h, w, hidden], made contiguous once: as a permuted view, every residual sum kept the
+        # conv's layout and each LayerNorm / Linear below copied its input.
+        x = x.reshape(b, c, -1, h, w).permute(0, 1, 3, 4, 2).contiguous()
         app = self.appearance(dense.permute(0, 2, 3, 1)) if self.appearance is not None else None
         txt = None
         if self.text is not None:
@@ -268,7 +283,10 @@ class CostAggregator(nn.Module):
             txt = self.text(t)
         for layer in self.layers:
             x = layer(x, app if isinstance(layer, SpatialAggregation) else txt)
-        x = x.permute(0, 1, 4, 2, 3).reshape(b * c, -1, h, w)
+        # The decoder runs channels-last: its per-class maps have 4-64 channels, where oneDNN's NCHW
+        # convolutions are 2-3x slower on CPU (benchmarks/trial_time.py). [B, C, h, w, hidden] is
+        # already that layout, so the permute below copies nothing.
+        x = x.reshape(b * c, h, w, -1).permute(0, 3, 1, 2)
         guidance = self._decoder_guidance(features, h, w)
         for block, g in zip(self.decoder, guidance):
             x = block(x, g, c)
