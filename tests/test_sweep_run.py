@@ -22,6 +22,7 @@ import pytest
 from optuna.trial import TrialState
 
 from ovbench.adapters.optuna import storage_of
+from ovbench.evaluation.image_stats import load_image_stats
 from ovbench.sweep import study as st
 from ovbench.sweep.run import prepare
 from ovbench.sweep.spec import load_spec
@@ -91,6 +92,11 @@ def test_failing_trial_is_recorded_and_sweep_goes_on(data_env):
     cost = done.user_attrs["cost"]
     assert cost["trainable_params"] > 0 and cost["iters"] == 2 and cost["train_time_s"] > 0
     assert (Path(done.user_attrs["work_dir"]) / "config.py").is_file()
+    # the per-image statistics beside result.json recompute the stored figures (issue 19)
+    stats = load_image_stats(Path(done.user_attrs["work_dir"]) / "image_stats.npz")["toy"]["iou"]
+    recomputed = stats.metrics()
+    stored = done.user_attrs["metrics"]["toy"]
+    assert stats.num_images > 0 and {k: round(recomputed[k], 4) for k in stored} == stored
     assert "FAIL" in out and "COMPLETE" in out  # one line per finished trial
 
 

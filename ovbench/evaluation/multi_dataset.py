@@ -68,20 +68,23 @@ def with_output_dir(evaluator_cfg: Any, output_dir: str) -> Any:
 
 def evaluate_datasets(
     runner: Any, loader_cfg: Mapping, evaluator_cfg: Any, datasets: Mapping[str, Mapping],
-    output_root: Optional[str] = None,
+    output_root: Optional[str] = None, stats_file: Optional[str] = None,
 ) -> Dict[str, Dict[str, float]]:
     """Run ``runner.model`` over each dataset config; ``{set name: {metric: value}}``.
 
     With ``output_root``, each set's raw predictions go to ``output_root/<set name>/`` (sets
-    share file names, so one folder would mix them).
+    share file names, so one folder would mix them). With ``stats_file``, the IoU and PQ metrics'
+    per-image statistics of every set go to that ``.npz`` (:mod:`ovbench.evaluation.image_stats`).
     """
     import os.path as osp
 
     from mmengine.runner import TestLoop
 
     from ovbench.adapters.mmengine import set_test_loop
+    from ovbench.evaluation.image_stats import collect, save_image_stats
 
     results: Dict[str, Dict[str, float]] = {}
+    stats = {}
     for name, dataset_cfg in datasets.items():
         loader = copy.deepcopy(dict(loader_cfg))
         loader["dataset"] = copy.deepcopy(dataset_cfg)
@@ -92,4 +95,7 @@ def evaluate_datasets(
         set_test_loop(runner, loop)  # the runner's public test_dataloader/test_loop now mean this set
         metrics = loop.run()
         results[name] = {k: v for k, v in ((k, _numeric(v)) for k, v in metrics.items()) if v is not None}
+        stats[name] = collect(loop.evaluator.metrics)
+    if stats_file is not None and any(stats.values()):
+        save_image_stats(stats_file, stats)
     return results

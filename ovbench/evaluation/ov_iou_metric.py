@@ -12,6 +12,8 @@ import numpy as np
 from mmseg.evaluation import IoUMetric
 from mmseg.registry import METRICS
 
+from ovbench.evaluation.image_stats import ImageStats
+
 
 def harmonic_mean(a: float, b: float) -> float:
     """hIoU of Xian et al. / ZS3Net; NaN when either side is undefined, 0 when both are 0."""
@@ -53,6 +55,7 @@ class OpenVocabIoUMetric(IoUMetric):
         super().process(data_batch, data_samples)
 
     def compute_metrics(self, results: list) -> Dict[str, float]:
+        self.image_stats = self._image_stats(results)
         metrics = super().compute_metrics(results)
         per_class_iou = self.per_class_iou(results)
         classes: Sequence[str] = self.dataset_meta["classes"]
@@ -66,6 +69,14 @@ class OpenVocabIoUMetric(IoUMetric):
         if self.per_class:
             metrics.update({f"IoU.{c}": round(float(v) * 100, 2) for c, v in zip(classes, per_class_iou)})
         return metrics
+
+    def _image_stats(self, results: List[tuple]) -> ImageStats:
+        """Each image's four per-class areas, as :mod:`ovbench.evaluation.image_stats` stores them."""
+        classes = tuple(self.dataset_meta["classes"])
+        values = np.stack([np.stack([np.asarray(a) for a in r], 1) for r in results]) if results else \
+            np.zeros((0, len(classes), 4), np.float32)
+        return ImageStats("iou", values, classes, tuple(self.dataset_meta.get("unseen_classes") or ()),
+                          metric_args=dict(iou_metrics=list(self.metrics), nan_to_num=self.nan_to_num, beta=self.beta))
 
     def per_class_iou(self, results: List[tuple]) -> np.ndarray:
         """Per-class IoU in [0, 1] (NaN where a class never occurs), via IoUMetric's arithmetic."""

@@ -35,6 +35,8 @@ from mmengine.evaluator import BaseMetric
 from mmengine.logging import MMLogger, print_log
 from mmseg.registry import METRICS
 
+from ovbench.evaluation.image_stats import ImageStats
+
 #: columns of a per-class statistics array
 IOU, TP, FP, FN = 0, 1, 2, 3
 _SHIFT = 31  # joint key = gt id << 31 | pred id (int64)
@@ -308,10 +310,16 @@ class PanopticQualityMetric(BaseMetric):
     def compute_metrics(self, results: list) -> Dict[str, float]:
         classes: Sequence[str] = self.dataset_meta["classes"]
         n = len(classes)
+        self._num_classes()
+        per_image = np.zeros((len(results), n, 4), np.float64)
+        for i, (rows, values) in enumerate(results):
+            per_image[i, rows] = values
+        self.image_stats = ImageStats("pq", per_image, tuple(classes),
+                                      tuple(self.dataset_meta.get("unseen_classes") or ()),
+                                      tuple(self.dataset_meta["thing_classes"]))
         stats = np.zeros((n, 4), np.float64)
         for rows, values in results:
             np.add.at(stats, rows, values)
-        self._num_classes()
         thing_names = set(self.dataset_meta["thing_classes"])
         is_thing = np.array([c in thing_names for c in classes], bool)
         metrics: Dict[str, float] = {}

@@ -169,8 +169,10 @@ def _header(study, df) -> str:
     desc = study.user_attrs.get("description") or ""
     commits = _distinct(df, "git_commit")
     devices = _distinct(df, "device")
+    benchmarks = _distinct(df, "benchmark")
     return (f"# {study.study_name}\n\n{desc}\n\nspec hash `{study.user_attrs.get('spec_hash')}`; "
-            f"commit(s) {', '.join(commits) or '-'}; device(s) {', '.join(devices) or '-'}.\n")
+            + (f"benchmark {', '.join(benchmarks)}; " if benchmarks else "")
+            + f"commit(s) {', '.join(commits) or '-'}; device(s) {', '.join(devices) or '-'}.\n")
 
 
 def _distinct(df, column: str) -> List[str]:

@@ -10,7 +10,8 @@ import pandas as pd
 from ovbench.sweep import study as st
 from ovbench.sweep.spec import AblationSpec, load_spec, study_name_problem
 
-META_COLS = ("number", "state", "seed", "error", "config_hash", "git_commit", "device", "work_dir", "point_key")
+META_COLS = ("number", "state", "seed", "error", "config_hash", "git_commit", "device", "work_dir", "point_key",
+             "benchmark")
 
 
 class ReportedStudy(NamedTuple):

@@ -124,6 +124,30 @@ def holm(pvalues: Sequence[float]) -> List[float]:
     return adjusted
 
 
+def paired_t_power(effect: float, sd: float, n: int, alpha: float = ALPHA) -> float:
+    """Power of the two-sided paired t test (n pairs, level ``alpha``) to detect a true mean
+    difference ``effect`` when the per-seed differences have standard deviation ``sd``: the
+    noncentral t with ``n - 1`` df and noncentrality ``effect * sqrt(n) / sd``."""
+    from scipy.stats import nct
+
+    crit = t_quantile(n - 1, 1 - alpha)
+    nc = effect * math.sqrt(n) / sd
+    return float(nct.sf(crit, n - 1, nc) + nct.cdf(-crit, n - 1, nc))
+
+
+def minimum_detectable_difference(sd: float, n: int, alpha: float = ALPHA, power: float = 0.8) -> float:
+    """The smallest true difference a paired t test over ``n`` seeds finds with probability
+    ``power`` at level ``alpha``, when per-seed differences have standard deviation ``sd``."""
+    from scipy.optimize import brentq
+
+    if n < 2 or not finite(sd) or sd <= 0:
+        return math.nan
+    high = sd
+    while paired_t_power(high, sd, n, alpha) < power:  # bracket the root without nct's far tail
+        high *= 2
+    return float(brentq(lambda d: paired_t_power(d, sd, n, alpha) - power, 0.0, high))
+
+
 def best_group(values: Mapping[str, Mapping[int, float]], maximize: bool, alpha: float = ALPHA) -> Dict[str, str]:
     """Which settings are the best, and which are not distinguishable from it.
 

@@ -172,7 +172,7 @@ def record_result(study: optuna.Study, trial: FrozenTrial, result: Dict[str, Any
         result = dict(result, error=f"failed without a reason; see {result.get('work_dir') or 'its work dir'}"
                                     "/trial.log")
     for key in ("metrics", "cost", "config_hash", "git_commit", "device", "work_dir", "error", "log_tail",
-                "status", "predictions"):
+                "status", "predictions", "benchmark"):
         if key in result:
             storage.set_trial_user_attr(tid, key, result[key])
     for key, number in flat_metrics(result).items():  # one number each: dashboards sort and plot these

@@ -95,13 +95,15 @@ def drop_unused_validation(cfg: Any) -> None:
         cfg.val_dataloader, cfg.val_cfg, cfg.val_evaluator = None, None, None
 
 
-def evaluate(runner: Any, cfg: Any, names: Any) -> Dict[str, Dict[str, float]]:
+def evaluate(runner: Any, cfg: Any, names: Any, stats_file: Optional[Path] = None) -> Dict[str, Dict[str, float]]:
     """The study's evaluation sets (entries of the config's ``eval_datasets``) through the function
-    ``ovbench test`` uses, :func:`ovbench.evaluation.evaluate_datasets`; metrics rounded for storage."""
+    ``ovbench test`` uses, :func:`ovbench.evaluation.evaluate_datasets`; metrics rounded for storage.
+    ``stats_file``: where the per-image statistics go (:mod:`ovbench.evaluation.image_stats`)."""
     from ovbench.evaluation import eval_datasets_of, evaluate_datasets
 
     sets = eval_datasets_of(cfg, list(names))
-    metrics = evaluate_datasets(runner, cfg.test_dataloader, cfg.test_evaluator, sets)
+    metrics = evaluate_datasets(runner, cfg.test_dataloader, cfg.test_evaluator, sets,
+                                stats_file=None if stats_file is None else str(stats_file))
     return {name: {k: round(v, 4) for k, v in row.items()} for name, row in metrics.items()}
 
 
@@ -227,6 +229,7 @@ def cost_of(runner: Any, cfg: Any, train_s: float, wall_s: float) -> Dict[str, A
 def run_trial(req: Dict[str, Any]) -> Dict[str, Any]:
     """Train + evaluate one trial; the result dict that becomes ``result.json`` (every rank trains
     and evaluates; rank 0 alone measures, saves predictions and reports)."""
+    from ovbench.evaluation.image_stats import STATS_FILE
     from ovbench.train import train
 
     start = time.time()
@@ -238,7 +241,7 @@ def run_trial(req: Dict[str, Any]) -> Dict[str, Any]:
     t0 = time.time()
     runner = train(cfg)
     train_s = time.time() - t0
-    metrics = evaluate(runner, cfg, req["datasets"])
+    metrics = evaluate(runner, cfg, req["datasets"], work_dir / STATS_FILE)
     if not is_rank_zero():
         return {"status": "ok", "rank": int(os.environ.get("RANK", "0"))}
     config_hash = hashlib.sha256(cfg_path.read_bytes()).hexdigest()[:16]
@@ -251,7 +254,17 @@ def run_trial(req: Dict[str, Any]) -> Dict[str, Any]:
         "status": "ok", "metrics": metrics, "cost": cost, "device": cost.pop("device"),
         "params": req.get("params"), "seed": req["seed"], "config_hash": config_hash,
         "git_commit": git_commit(), "work_dir": str(work_dir), "predictions": predictions,
+        "benchmark": benchmark_version(req["datasets"]),
     }
+
+
+def benchmark_version(roots: Dict[str, str]) -> Optional[str]:
+    """The embedded benchmark's version the sets come from (``synth v2 (key ...)``), None for other data:
+    figures of two versions are never comparable, so every result and report names it."""
+    from ovbench.data.synth.writers import benchmark_of
+
+    found = sorted({v for v in (benchmark_of(root) for root in roots.values()) if v})
+    return ", ".join(found) or None
 
 
 def log_tail(path: Path, lines: int = LOG_TAIL_LINES) -> str:

@@ -24,7 +24,7 @@ import numpy as np
 from PIL import Image
 
 from ovbench.data.synth.render import Scene, class_info, render_scene
-from ovbench.data.synth.world import DatasetSpec, dataset_specs, vocabulary_json, world_json
+from ovbench.data.synth.world import WORLD_VERSION, DatasetSpec, dataset_specs, vocabulary_json, world_json
 
 IGNORE = 255
 MANIFEST = "manifest.json"
@@ -128,7 +128,8 @@ def generate_benchmark(out: Union[str, os.PathLike], seed: int = 0, size: int = 
                                "classes": len(spec.classes), "domain_shift": spec.domain_shift}
         if verbose:
             print(f"  {spec.name:<20} {datasets[spec.name]['splits']}  ({spec.role})")
-    manifest = {"key": cache_key(seed, size, scale), "seed": seed, "size": size, "scale": scale,
+    manifest = {"benchmark": f"synth v{WORLD_VERSION}", "key": cache_key(seed, size, scale), "seed": seed,
+                "size": size, "scale": scale,
                 "datasets": datasets, "images": sum(sum(d["splits"].values()) for d in datasets.values()),
                 "seconds": round(time.time() - t0, 2)}
     (out / MANIFEST).write_text(json.dumps(manifest, indent=1) + "\n")
@@ -174,3 +175,16 @@ def ensure_synth_benchmark(root: Optional[Union[str, os.PathLike]] = None, seed:
         shutil.rmtree(target)
     tmp.rename(target)
     return target
+
+
+def benchmark_of(dataset_root: Union[str, os.PathLike]) -> Optional[str]:
+    """``'synth v2 (key 1a2b3c4d5e6f)'`` for a dataset folder of a generated embedded benchmark (its
+    parent holds the manifest); None for any other data (real sets, the toy set, a copy from before
+    manifests named their version)."""
+    try:
+        manifest = json.loads((Path(dataset_root).parent / MANIFEST).read_text())
+    except (OSError, ValueError):
+        return None
+    name = manifest.get("benchmark") if isinstance(manifest, dict) else None
+    return f"{name} (key {manifest.get('key')})" if name else None
+

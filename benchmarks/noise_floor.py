@@ -1,0 +1,166 @@
+"""The embedded benchmark's noise floor: how much of a figure is noise, and what a study can detect.
+
+    python benchmarks/noise_floor.py                 # run ablations/noise_floor.yaml (resumable), the thread check, analyse
+    python benchmarks/noise_floor.py --no-run        # analyse what has been run
+    python benchmarks/noise_floor.py --ablation F --threads-setting peft=hclip
+
+For each setting of the study (H-CLIP q=32 and frozen CLIP, 5 seeds each) and each evaluation
+set's objective-style metric it separates three sources of noise (issue 20):
+
+* **training (seed) noise**: the standard deviation over seeds, each trained model evaluated on
+  the whole, fixed evaluation set;
+* **evaluation-set sampling noise**: the standard deviation of a bootstrap over the images of one
+  trained model (1,000 resamples, from the trial's ``image_stats.npz``), averaged (root mean square)
+  over the seeds. It is how much the figure would move on another draw of images from the same
+  world; it does not enter a paired comparison on the same images, so it is reported, not added;
+* **floating-point noise**: the same seed trained with 1 and with 2 threads (one extra trial of
+  one setting): every operation is the same up to the order of float additions.
+
+Then the **minimum detectable difference** (MDD) at 3 and 5 seeds: the true difference a
+two-sided paired t test at alpha = 0.05 finds with 80% power (noncentral t;
+:func:`ovbench.report.stats.minimum_detectable_difference`), for per-seed differences with
+standard deviation sqrt(2) x the seed sd (two settings with this setting's noise, independent),
+and with the measured sd of the H-CLIP - frozen per-seed differences.
+
+Never compare these figures with another machine's: the decomposition itself says why.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import statistics
+import subprocess
+import sys
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any, Dict, List, Optional
+
+ROOT = Path(__file__).resolve().parents[1]
+BOOTSTRAP = 1000
+
+
+def run_study(ablation: str) -> None:
+    """``ovbench run`` of the study: resumable, so an interrupted run continues where it stopped."""
+    code = subprocess.call([sys.executable, "-m", "ovbench.cli", "run", ablation], cwd=ROOT)
+    if code not in (0, 1):  # 1: some trial failed; the analysis says which settings have seeds
+        raise SystemExit(f"ovbench run {ablation} exited {code}")
+
+
+def thread_trial(spec: Any, setting: str, seed: int, threads: int) -> Optional[Dict[str, Any]]:
+    """One trial of ``setting`` (its label, e.g. ``peft=hclip``) with ``threads`` torch threads, outside
+    the study (its own work folder); reused if it already finished."""
+    from ovbench.sweep.executor import prepare_datasets, trial_request
+    from ovbench.sweep.labels import setting_label
+    from ovbench.sweep.study import default_work_root
+
+    points = [p for p in spec.grid_points() if p["seed"] == seed]
+    labels = [setting_label(p, list(spec.space)) for p in points]
+    point = next((p for p, label in zip(points, labels) if label == setting), None)
+    if point is None:
+        raise SystemExit(f"no setting {setting!r} in {spec.study}; the settings are {sorted(set(labels))}")
+    work = default_work_root(spec) / "threads" / f"{setting.replace('=', '-')}-seed{seed}-t{threads}"
+    result = work / "result.json"
+    if not result.is_file():
+        work.mkdir(parents=True, exist_ok=True)
+        claim = SimpleNamespace(point=point, trial=SimpleNamespace(number=0), work_dir=work)
+        req = trial_request(spec, claim, prepare_datasets(spec))
+        (work / "request.json").write_text(json.dumps(req, indent=2, default=str))
+        env = dict(os.environ, OMP_NUM_THREADS=str(threads))
+        print(f"thread check: {setting} seed {seed} with {threads} thread(s) -> {work}", flush=True)
+        with open(work / "trial.log", "w") as log:
+            subprocess.call([sys.executable, "-m", "ovbench.sweep.trial", str(work / "request.json")],
+                            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+    data = json.loads(result.read_text()) if result.is_file() else {}
+    return data if data.get("status") == "ok" else None
+
+
+def sd(values: List[float]) -> float:
+    return statistics.stdev(values) if len(values) > 1 else math.nan
+
+
+def decomposition(df: Any, labels: List[str], metrics: List[str]) -> List[Dict[str, Any]]:
+    """Per setting and metric: mean, seed sd, bootstrap sd (RMS over seeds), and the per-seed values."""
+    from ovbench.evaluation.image_stats import STATS_FILE, load_image_stats
+
+    rows = []
+    for setting in sorted(set(labels)):
+        trials = [r for r, label in zip(df.to_dict("records"), labels) if label == setting and r["state"] == "COMPLETE"]
+        for metric in metrics:
+            set_name, key = metric.split("/", 1)
+            by_seed = {int(r["seed"]): float(r[metric]) for r in trials if r.get(metric) == r.get(metric)}
+            boot = []
+            for r in trials:
+                path = Path(str(r["work_dir"])) / STATS_FILE
+                if path.is_file():
+                    stats = load_image_stats(path).get(set_name, {}).get("iou")
+                    if stats is not None:
+                        boot.append(float(stats.bootstrap(key, n=BOOTSTRAP, seed=int(r["seed"])).std(ddof=1)))
+            rows.append(dict(setting=setting, metric=metric, seeds=by_seed,
+                             mean=statistics.mean(by_seed.values()) if by_seed else math.nan,
+                             seed_sd=sd(list(by_seed.values())),
+                             boot_sd=math.sqrt(statistics.mean(b * b for b in boot)) if boot else math.nan))
+    return rows
+
+
+def paired_sd(rows: List[Dict[str, Any]], a: str, b: str, metric: str) -> float:
+    by = {(r["setting"], r["metric"]): r["seeds"] for r in rows}
+    sa, sb = by.get((a, metric), {}), by.get((b, metric), {})
+    common = sorted(set(sa) & set(sb))
+    return sd([sa[s] - sb[s] for s in common]) if len(common) > 1 else math.nan
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--ablation", default="ablations/noise_floor.yaml")
+    parser.add_argument("--no-run", action="store_true", help="analyse the study as it is; run nothing")
+    parser.add_argument("--threads-setting", default="peft=hclip", help="the setting of the 1-vs-2-thread check")
+    parser.add_argument("--threads-seed", type=int, default=0)
+    args = parser.parse_args()
+    os.chdir(ROOT)
+    sys.path.insert(0, str(ROOT))
+    from ovbench.report.frame import open_for_report, study_frame
+    from ovbench.report.stats import minimum_detectable_difference
+    from ovbench.report.tables import trial_labels
+    from ovbench.sweep.spec import load_spec
+
+    spec = load_spec(args.ablation)
+    if not args.no_run:
+        run_study(args.ablation)
+    reported = open_for_report(args.ablation)
+    df = study_frame(reported.study)
+    labels = trial_labels(df, list(spec.space))
+    metrics = [f"{name}/mIoU_unseen" for name in spec.datasets] + [f"{name}/mIoU" for name in spec.datasets]
+    rows = decomposition(df, labels, metrics)
+
+    one = thread_trial(spec, args.threads_setting, args.threads_seed, 1) if not args.no_run else None
+    two = thread_trial(spec, args.threads_setting, args.threads_seed, 2) if not args.no_run else None
+    settings = sorted(set(labels))
+    print(f"# noise floor: {spec.study} ({args.ablation}), {len(df)} trials\n")
+    print("| setting | metric | seeds | mean | seed sd | bootstrap sd (images) | MDD 3 seeds | MDD 5 seeds |")
+    print("|---|---|---|---|---|---|---|---|")
+    for r in rows:
+        pair_sd = math.sqrt(2) * r["seed_sd"]
+        mdd = [minimum_detectable_difference(pair_sd, n) for n in (3, 5)]
+        print(f"| {r['setting']} | {r['metric']} | {len(r['seeds'])} | {r['mean']:.2f} | {r['seed_sd']:.2f} | "
+              f"{r['boot_sd']:.2f} | {mdd[0]:.2f} | {mdd[1]:.2f} |")
+    if len(settings) == 2:
+        a, b = settings[1], settings[0]
+        print(f"\nper-seed differences {a} - {b} (measured pairing):\n")
+        print("| metric | sd of differences | MDD 3 seeds | MDD 5 seeds |\n|---|---|---|---|")
+        for metric in metrics:
+            d = paired_sd(rows, a, b, metric)
+            print(f"| {metric} | {d:.2f} | {minimum_detectable_difference(d, 3):.2f} | "
+                  f"{minimum_detectable_difference(d, 5):.2f} |")
+    if one and two:
+        print(f"\nfloating-point noise: {args.threads_setting} seed {args.threads_seed}, 1 vs 2 threads:\n")
+        print("| metric | 1 thread | 2 threads | difference |\n|---|---|---|---|")
+        for metric in metrics:
+            set_name, key = metric.split("/", 1)
+            x, y = one["metrics"][set_name][key], two["metrics"][set_name][key]
+            print(f"| {metric} | {x:.2f} | {y:.2f} | {y - x:+.2f} |")
+
+
+if __name__ == "__main__":
+    main()
