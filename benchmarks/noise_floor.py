@@ -13,8 +13,9 @@ set's objective-style metric it separates three sources of noise (issue 20):
   trained model (1,000 resamples, from the trial's ``image_stats.npz``), averaged (root mean square)
   over the seeds. It is how much the figure would move on another draw of images from the same
   world; it does not enter a paired comparison on the same images, so it is reported, not added;
-* **floating-point noise**: the same seed trained with 1 and with 2 threads (one extra trial of
-  one setting): every operation is the same up to the order of float additions.
+* **floating-point noise**: the same seed trained with 1 thread (the study's trial: local workers
+  get one thread each on 2 cores) and with 2 threads (one extra trial): every operation is the
+  same up to the order of float additions.
 
 Then the **minimum detectable difference** (MDD) at 3 and 5 seeds: the true difference a
 two-sided paired t test at alpha = 0.05 finds with 80% power (noncentral t;
@@ -48,9 +49,22 @@ def run_study(ablation: str) -> None:
         raise SystemExit(f"ovbench run {ablation} exited {code}")
 
 
-def thread_trial(spec: Any, setting: str, seed: int, threads: int) -> Optional[Dict[str, Any]]:
+def study_trial(df: Any, labels: List[str], setting: str, seed: int) -> Optional[Dict[str, Any]]:
+    """The study's own trial of ``setting`` and ``seed`` as ``{"metrics": {set: {key: value}}}``."""
+    for row, label in zip(df.to_dict("records"), labels):
+        if label == setting and row["seed"] == seed and row["state"] == "COMPLETE":
+            metrics: Dict[str, Dict[str, float]] = {}
+            for col, value in row.items():
+                if "/" in col:
+                    set_name, key = col.split("/", 1)
+                    metrics.setdefault(set_name, {})[key] = value
+            return {"metrics": metrics}
+    return None
+
+
+def thread_trial(spec: Any, setting: str, seed: int, threads: int, run: bool = True) -> Optional[Dict[str, Any]]:
     """One trial of ``setting`` (its label, e.g. ``peft=hclip``) with ``threads`` torch threads, outside
-    the study (its own work folder); reused if it already finished."""
+    the study (its own work folder); reused if it already finished, run only if ``run``."""
     from ovbench.sweep.executor import prepare_datasets, trial_request
     from ovbench.sweep.labels import setting_label
     from ovbench.sweep.study import default_work_root
@@ -62,7 +76,7 @@ def thread_trial(spec: Any, setting: str, seed: int, threads: int) -> Optional[D
         raise SystemExit(f"no setting {setting!r} in {spec.study}; the settings are {sorted(set(labels))}")
     work = default_work_root(spec) / "threads" / f"{setting.replace('=', '-')}-seed{seed}-t{threads}"
     result = work / "result.json"
-    if not result.is_file():
+    if not result.is_file() and run:
         work.mkdir(parents=True, exist_ok=True)
         claim = SimpleNamespace(point=point, trial=SimpleNamespace(number=0), work_dir=work)
         req = trial_request(spec, claim, prepare_datasets(spec))
@@ -134,8 +148,8 @@ def main() -> None:
     metrics = [f"{name}/mIoU_unseen" for name in spec.datasets] + [f"{name}/mIoU" for name in spec.datasets]
     rows = decomposition(df, labels, metrics)
 
-    one = thread_trial(spec, args.threads_setting, args.threads_seed, 1) if not args.no_run else None
-    two = thread_trial(spec, args.threads_setting, args.threads_seed, 2) if not args.no_run else None
+    one = study_trial(df, labels, args.threads_setting, args.threads_seed)  # the study runs 1 thread per trial
+    two = thread_trial(spec, args.threads_setting, args.threads_seed, 2, run=not args.no_run)
     settings = sorted(set(labels))
     print(f"# noise floor: {spec.study} ({args.ablation}), {len(df)} trials\n")
     print("| setting | metric | seeds | mean | seed sd | bootstrap sd (images) | MDD 3 seeds | MDD 5 seeds |")

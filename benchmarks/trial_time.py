@@ -18,19 +18,51 @@ its ablation file, in a git worktree of that commit, one after the other on this
 (process start to exit) and every metric, with each commit's time as a ratio of the first's.
 Never compare these figures with another machine's.
 
-**Measured** (2 cores, this project's machine, one run each, 2026-12-02; block_size q=32 seed 0):
+**Measured** (2 cores, this project's machine, one run each, rows 1-3 on 2026-12-02; block_size q=32 seed 0):
 
 | commit | whole trial s | train s | s/iter | evaluation + start-up s |
 |---|---|---|---|---|
 | a59a146 (before issue 13's CAT-Seg W-MSA + SW-MSA head) | 226 | 161 | 0.67 | 66 |
 | 161cbfd~1 (issues 13-17 merged, before these speed changes) | 275 | 194 | 0.96 | 81 |
 | cb06def (text cache, one image pass, batch-8 evaluation, no end-of-training validation) | 269 | 224 | 1.11 | 44 |
+| 9156486 (head: contiguous layout, guidance share of q/k once, channels-last decoder; 2026-12-03) | 247 | 201 | 0.99 | 46 |
 
-Every metric of the last two rows is identical to two decimals (the ±0.05 bar). Evaluation and
-start-up fell from 81 s to 44 s. Training, now about 80% of a trial, is what is left: the
-training time of the last two rows differs by 15% on identical training code, which is this
-machine's run-to-run noise. The CAT-Seg-faithful head of issue 13 made training slower than at a59a146,
-so the 2x target against that commit needs the head's training cost cut (the next step).
+Rows 2 and 3 have identical metrics to two decimals (the ±0.05 bar). Row 4 and two earlier
+commits were measured side by side in one run (``--against a59a146 5b81b09 9156486``, 2026-12-03, each
+trial with 2 threads): 351 s, 275 s and 247 s, a speed-up of 1.42x over a59a146 and 1.11x over
+5b81b09 (one trial each, so about ±15%). Row 4's metrics are not those of 5b81b09:
+synth_large unseen mIoU 15.77 vs 16.43, the same seed. The head computes the same function (tests
+check it against the plain computation), but in another order of float operations, and 200 steps
+of training amplify a 1e-8 difference in the loss after 5 steps into a different model, as a
+thread-count change does (benchmarks/noise_floor.py measures this floating-point noise). The ±0.05
+bar can only hold for changes that keep every float operation, like those of row 3.
+
+**What was tried on the head** (median s/iter of forward + backward + AdamW on one pre-built
+batch of block_size q=32, one thread; this machine's run-to-run spread is about ±15%):
+
+* the residual stream kept the cost embedding's permuted layout, so every LayerNorm and Linear of
+  the 4 aggregation layers copied its input: made contiguous once, 1.98 -> 1.44 s/iter;
+* q/k of every spatial and class block took ``Linear(cat([x, guidance]))``, a ``[B, C, h, w, 2d]``
+  copy whose guidance half is the same for every class (or pixel): the guidance share is now one
+  product at its own size, broadcast in the sum (``guided_linear``), 1.44 -> 1.22;
+* the decoder's convolutions on 384 maps of 4-40 channels: channels-last is 2-3.4x faster per
+  convolution than oneDNN's NCHW path (the 20 -> 8 channel 3x3 at 32x32: 285 -> 83 ms forward and
+  backward); the residual stream is already that layout, so it costs no copy. Included above;
+* no zero-padding copy when the map divides into windows: small (about 1%);
+* a 5-D ``scaled_dot_product_attention`` broadcasting Swin's mask instead of expanding it: 2x
+  slower (CPU falls back to the math kernel); not kept;
+* oneDNN off (``torch.backends.mkldnn``): 2.5-4x slower convolutions; not kept;
+* ``torch.compile``: not tried in trials, its compile time on 2 cores is of the order of a whole
+  trial's training; bf16 autocast: not tried, it changes the benchmark's arithmetic and not every
+  CPU of this kind has AMX.
+
+After these the forward is about 80% the head, which is now compute: the 32x32 decoder stage
+alone (convolutions, GroupNorm, GELU on 384 maps) is a quarter of an iteration, at about 40
+GFLOP/s on one core. The 2x target against a59a146 needs a cheaper head (fewer per-class
+decoder maps), which is a change of the benchmark, not of its speed.
+
+Evaluation and start-up fell from 81 s to 44 s (rows 2-3); the training time of rows 2 and 3
+differs by 15% on identical training code, which is this machine's run-to-run noise.
 
 The 65 s gap after "Saving checkpoint" was mmengine's ``IterBasedTrainLoop``, which validates
 at the last iteration whatever ``val_interval`` says (``self._iter == self._max_iters``). The

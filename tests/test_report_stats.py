@@ -155,3 +155,48 @@ def test_a_study_reported_by_name_uses_the_files_current_reference(tmp_path):
     st.open_study(spec, st.open_storage(url), spec.study)  # what `ovbench run` does on the next start
     texts = build_report("qs", ["md"], tmp_path / "reports", storage=url, plots_on=False)
     assert "channels=32 (ref)" in texts["compact"]
+
+
+def test_one_seed_cells_show_the_image_bootstrap_labelled_as_such(tmp_path):
+    """With one seed a cell's ± is the bootstrap over its trial's evaluation images (image_stats.npz),
+    marked † and explained in the legend; settings with several seeds keep the seed CI."""
+    import numpy as np
+    import pandas as pd
+
+    from ovbench.evaluation.image_stats import STATS_FILE, ImageStats, save_image_stats
+
+    rng = np.random.default_rng(0)
+    label = rng.integers(20, 60, (30, 4, 1)).astype(np.float32)
+    inter = np.floor(label * rng.uniform(0.3, 0.9, label.shape)).astype(np.float32)
+    pred = label.copy()
+    values = np.concatenate([inter, label + pred - inter, pred, label], axis=2)  # [images, classes, 4]
+    trial = tmp_path / "trial"
+    trial.mkdir()
+    stats_ = ImageStats("iou", values, ("a", "b", "c", "d"), ("d",))
+    save_image_stats(trial / STATS_FILE, {"toy": {"iou": stats_}})
+    rows = [dict(number=0, state="COMPLETE", seed=0, ch=8, work_dir=str(trial), **{"toy/mIoU": stats_.figure("mIoU")})]
+    rows += [dict(number=i + 1, state="COMPLETE", seed=i, ch=16, work_dir=None, **{"toy/mIoU": 50.0 + i})
+             for i in range(3)]
+    table = tables.summarize(pd.DataFrame(rows), ["ch"], ["toy/mIoU"])
+    one, three = table.iloc[0], table.iloc[1]
+    expected = stats.image_bootstrap_half_width(str(trial), "toy/mIoU")
+    draws = stats_.bootstrap("mIoU", n=stats.BOOTSTRAP_RESAMPLES)
+    assert expected == pytest.approx((np.percentile(draws, 97.5) - np.percentile(draws, 2.5)) / 2)
+    assert 0 < expected < 10
+    assert one["toy/mIoU:ci_kind"] == "images" and one["toy/mIoU:ci"] == pytest.approx(expected)
+    assert three["toy/mIoU:ci_kind"] == "seeds" and three["toy/mIoU:ci"] == pytest.approx(sp.t.ppf(0.975, 2) * 1.0 / math.sqrt(3))
+    assert tables.metric_cell(one, "toy/mIoU", "md").endswith(" †")
+    assert "†" not in tables.metric_cell(three, "toy/mIoU", "md")
+    assert "bootstrap over the evaluation images" in tables.legend(1, None, None, image_ci=True)
+    assert math.isnan(stats.image_bootstrap_half_width(str(tmp_path / "none"), "toy/mIoU"))
+    assert math.isnan(stats.image_bootstrap_half_width(str(trial), "toy/PQ"))
+
+
+def test_minimum_detectable_difference_matches_the_normal_approximation_for_many_seeds():
+    # n = 60: the t test is nearly the z test, whose MDD is (z_0.975 + z_0.8) sd / sqrt(n)
+    z = sp.norm.ppf(0.975) + sp.norm.ppf(0.8)
+    assert stats.minimum_detectable_difference(2.0, 60) == pytest.approx(z * 2.0 / math.sqrt(60), rel=0.03)
+    assert stats.paired_t_power(stats.minimum_detectable_difference(1.0, 5), 1.0, 5) == pytest.approx(0.8)
+    assert stats.minimum_detectable_difference(1.0, 3) > stats.minimum_detectable_difference(1.0, 5)
+    assert stats.paired_t_power(0.0, 1.0, 4) == pytest.approx(0.05)
+    assert math.isnan(stats.minimum_detectable_difference(1.0, 1))

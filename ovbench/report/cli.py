@@ -89,7 +89,8 @@ def _write_tables(study, df, table, params, formats: List[str], out_dir: Path, o
     metrics = [c for c in table.columns if "/" in c and ":" not in c]
     paper = (study.user_attrs.get("paper") or {}).get("values")
     seeds = int(table["n_seeds"].max()) if not table.empty else 0
-    head = _header(study, df) + "\n" + tables.legend(seeds, reference, objective) + "\n"
+    image_ci = any((table[c] == "images").any() for c in table.columns if c.endswith(":ci_kind"))
+    head = _header(study, df) + "\n" + tables.legend(seeds, reference, objective, image_ci) + "\n"
     texts, written = {}, []
     for fmt in formats:
         text = tables.render(table, metrics, fmt, paper, reference)

@@ -1,5 +1,6 @@
 """Plots (PNG + SVG): metric vs each swept parameter, accuracy vs trainable parameters and vs training
-time with the Pareto front. Error bars are 95% CI half-widths over seeds (``<metric>:ci``); a
+time with the Pareto front. Error bars are 95% CI half-widths over seeds (``<metric>:ci``), or with
+one seed the image bootstrap's (``<metric>:ci_kind`` = ``images``; each plot's title says which); a
 categorical setting is drawn as points, never joined by a line that would suggest an order."""
 from __future__ import annotations
 
@@ -35,6 +36,16 @@ def _numeric(series: pd.Series) -> bool:
     return pd.api.types.is_numeric_dtype(series) and not pd.api.types.is_bool_dtype(series)
 
 
+def bars_caption(table: pd.DataFrame, metric: str) -> str:
+    """What the error bars of ``metric`` are: seed CIs, or one seed's image bootstrap."""
+    kinds = set(table.get(f"{metric}:ci_kind", pd.Series(dtype=object)).dropna()) - {""}
+    if kinds == {"images"}:
+        return "bars: 95% bootstrap over evaluation images (one seed; not seed noise)"
+    if "images" in kinds:
+        return "bars: 95% CI over seeds; one-seed settings: image bootstrap"
+    return "bars: 95% CI over seeds"
+
+
 def metric_vs_param(table: pd.DataFrame, params: Sequence[str], metric: str, out_dir: Path) -> List[Path]:
     """One figure per swept parameter: mean ± 95% CI of ``metric``, one series per setting of the others."""
     files: List[Path] = []
@@ -52,6 +63,7 @@ def metric_vs_param(table: pd.DataFrame, params: Sequence[str], metric: str, out
                         linestyle="-" if _numeric(g[p]) else "none")
         ax.set_xlabel(names[p])
         ax.set_ylabel(metric)
+        ax.set_title(bars_caption(table, metric), fontsize=7)
         if _numeric(table[p]) and table[p].min() > 0 and table[p].max() / table[p].min() >= 10:
             ax.set_xscale("log")
         ax.legend(fontsize=7)
@@ -93,6 +105,7 @@ def accuracy_vs_cost(table: pd.DataFrame, metric: str, cost: str, out_dir: Path,
     plt, (fig, ax) = _figure()
     x, y = list(table[cost]), list(table[metric])
     ax.errorbar(x, y, yerr=table.get(f"{metric}:ci"), fmt="o", capsize=3)
+    ax.set_title(bars_caption(table, metric), fontsize=7)
     if min(x) > 0:
         ax.set_xscale("log")
     if len(x) > 1:

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Dict, List, Mapping, Optional, Sequence
 
 import pandas as pd
@@ -30,6 +31,8 @@ import pandas as pd
 LEVEL = 0.95
 ALPHA = 0.05
 CI_METHOD = "95% CI half-width over seeds (Student t, n-1 df)"
+BOOTSTRAP_METHOD = "95% percentile interval's half-width of a bootstrap over the evaluation images (1,000 resamples)"
+BOOTSTRAP_RESAMPLES = 1000
 PAIRED_METHOD = "paired t over seeds (matched by seed), p Holm-corrected across rows"
 
 #: {setting label: {metric or cost key: {seed: value}}}
@@ -169,6 +172,33 @@ def best_group(values: Mapping[str, Mapping[int, float]], maximize: bool, alpha:
             if diff.n >= 2 and not diff.distinguishable(alpha):
                 marks[k] = "tied"
     return marks
+
+
+def image_bootstrap_half_width(work_dir: Optional[str], metric: str, level: float = LEVEL) -> float:
+    """Half-width of the percentile interval of ``metric`` (``<set>/<key>``) over image resamples of the
+    trial in ``work_dir`` (its ``image_stats.npz``); NaN where the trial kept no statistics for it.
+
+    Efron's percentile bootstrap: with one seed this is the only uncertainty a table can state, and it
+    covers only the choice of evaluation images (:mod:`ovbench.evaluation.image_stats`).
+    """
+    import numpy as np
+
+    from ovbench.evaluation.image_stats import RESAMPLABLE, STATS_FILE, load_image_stats
+
+    set_name, _, key = str(metric).partition("/")
+    kind = next((k for k, keys in RESAMPLABLE.items() if key in keys), None)
+    path = Path(str(work_dir)) / STATS_FILE if work_dir else None
+    if kind is None or path is None or not path.is_file():
+        return math.nan
+    found = load_image_stats(path).get(set_name, {}).get(kind)
+    if found is None or found.num_images < 2:
+        return math.nan
+    draws = found.bootstrap(key, n=BOOTSTRAP_RESAMPLES)
+    draws = draws[np.isfinite(draws)]
+    if draws.size < BOOTSTRAP_RESAMPLES // 2:
+        return math.nan
+    lo, hi = np.percentile(draws, [50 * (1 - level), 50 * (1 + level)])
+    return float(hi - lo) / 2
 
 
 def fmt_pm(est_mean: float, half: float, digits: int = 2, pm: str = " ± ") -> str:

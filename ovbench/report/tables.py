@@ -43,6 +43,7 @@ def summarize(df: pd.DataFrame, params: Sequence[str], metrics: Optional[Sequenc
     _restore_param_types(table, params)
     seeds = stats.per_seed(done, list(done["setting"]), metrics + cost)
     _add_uncertainty(table, seeds, metrics, cost, objective)
+    _add_image_bootstrap(table, done, metrics)
     if reference is not None:
         _add_reference(table, seeds, reference, [m for m in metrics if objective and _same_name(m, objective[0])])
     return table
@@ -92,6 +93,22 @@ def _add_uncertainty(table: pd.DataFrame, seeds: stats.PerSeed, metrics: Sequenc
         table[f"{m}:mark"] = [marks.get(lab, "") for lab in labels]
 
 
+def _add_image_bootstrap(table: pd.DataFrame, done: pd.DataFrame, metrics: Sequence[str]) -> None:
+    """For a setting with one seed, ``<metric>:ci`` becomes the 95% percentile interval's half-width of
+    a bootstrap over the evaluation images of its trial (``image_stats.npz``; :data:`stats.BOOTSTRAP_METHOD`),
+    and ``<metric>:ci_kind`` says ``images``: the figure's sampling noise, never to be read as seed noise."""
+    single = {lab: rows.iloc[0] for lab, rows in done.groupby("setting", sort=False) if len(rows) == 1}
+    if not single or "work_dir" not in done:
+        return
+    for m in metrics:
+        kinds, cis = [], []
+        for lab, ci in zip(table["setting"], table[f"{m}:ci"]):
+            half = stats.image_bootstrap_half_width(single[lab].get("work_dir"), m) if lab in single else math.nan
+            kinds.append("images" if stats.finite(half) else "seeds" if stats.finite(ci) else "")
+            cis.append(half if stats.finite(half) else ci)
+        table[f"{m}:ci"], table[f"{m}:ci_kind"] = cis, kinds
+
+
 def _add_reference(table: pd.DataFrame, seeds: stats.PerSeed, reference: str, metrics: Sequence[str]) -> None:
     labels = list(table["setting"])
     if reference not in labels:
@@ -120,11 +137,15 @@ MARKS = {
     "html": {"best": "<b>{}</b>", "tied": "<i>{}</i>"},
 }
 PM = {"md": " ± ", "html": " ± ", "latex": " $\\pm$ "}
+#: after a cell whose ± is the image bootstrap of one seed
+IMAGES_MARK = {"md": " †", "html": " †", "latex": "$^\\dagger$"}
 
 
 def metric_cell(r: Any, m: str, fmt: str) -> str:
     """``mean ± CI`` of metric ``m`` in row ``r``, marked best (bold) or tied with the best (italic)."""
     cell = stats.fmt_pm(r[m], r.get(f"{m}:ci", math.nan), pm=PM[fmt])
+    if r.get(f"{m}:ci_kind") == "images":
+        cell += IMAGES_MARK[fmt]
     mark = r.get(f"{m}:mark") or ""
     return MARKS[fmt][mark].format(cell) if mark else cell
 
@@ -186,10 +207,15 @@ def _cost_cell(r: Any, c: str, fmt: str) -> str:
     return stats.fmt_pm(r[c], r.get(f"{c}:ci", math.nan), digits, PM[fmt])
 
 
-def legend(seeds: int, reference: Optional[str], objective: Optional[Tuple[str, str]]) -> str:
-    """The sentence under every table saying what its numbers and marks mean."""
+def legend(seeds: int, reference: Optional[str], objective: Optional[Tuple[str, str]],
+           image_ci: bool = False) -> str:
+    """The sentence under every table saying what its numbers and marks mean (``image_ci``: some cells
+    carry one seed's image bootstrap)."""
     if seeds > 1:
         text = f"Cells: mean ± {stats.CI_METHOD}."
+    elif image_ci:
+        text = (f"Cells: one seed per setting; † ± is the {stats.BOOTSTRAP_METHOD}: how much the figure moves "
+                "on another draw of images, not between seeds or machines, so compare nothing here across machines.")
     else:
         text = "Cells: one seed per setting, so no uncertainty is shown; compare nothing here across machines."
     direction = f" ({objective[1]} for {objective[0].split('/')[-1]}, higher is better otherwise)" if objective else ""
