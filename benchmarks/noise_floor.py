@@ -2,6 +2,7 @@
 
     python benchmarks/noise_floor.py                 # run ablations/noise_floor.yaml (resumable), the thread check, analyse
     python benchmarks/noise_floor.py --no-run        # analyse what has been run
+    python benchmarks/noise_floor.py --rerun         # every point again (after a benchmark version change)
     python benchmarks/noise_floor.py --ablation F --threads-setting peft=hclip
 
 For each setting of the study (H-CLIP q=32 and frozen CLIP, 5 seeds each) and each evaluation
@@ -42,9 +43,11 @@ ROOT = Path(__file__).resolve().parents[1]
 BOOTSTRAP = 1000
 
 
-def run_study(ablation: str) -> None:
-    """``ovbench run`` of the study: resumable, so an interrupted run continues where it stopped."""
-    code = subprocess.call([sys.executable, "-m", "ovbench.cli", "run", ablation], cwd=ROOT)
+def run_study(ablation: str, rerun: bool) -> None:
+    """``ovbench run`` of the study: resumable, so an interrupted run continues where it stopped
+    (``rerun``: every point again, e.g. on a new benchmark version; the old trials stay as history)."""
+    code = subprocess.call([sys.executable, "-m", "ovbench.cli", "run", ablation] + (["--rerun"] if rerun else []),
+                           cwd=ROOT)
     if code not in (0, 1):  # 1: some trial failed; the analysis says which settings have seeds
         raise SystemExit(f"ovbench run {ablation} exited {code}")
 
@@ -65,6 +68,7 @@ def study_trial(df: Any, labels: List[str], setting: str, seed: int) -> Optional
 def thread_trial(spec: Any, setting: str, seed: int, threads: int, run: bool = True) -> Optional[Dict[str, Any]]:
     """One trial of ``setting`` (its label, e.g. ``peft=hclip``) with ``threads`` torch threads, outside
     the study (its own work folder); reused if it already finished, run only if ``run``."""
+    from ovbench.data.synth.writers import benchmark_version
     from ovbench.sweep.executor import prepare_datasets, trial_request
     from ovbench.sweep.labels import setting_label
     from ovbench.sweep.study import default_work_root
@@ -74,12 +78,14 @@ def thread_trial(spec: Any, setting: str, seed: int, threads: int, run: bool = T
     point = next((p for p, label in zip(points, labels) if label == setting), None)
     if point is None:
         raise SystemExit(f"no setting {setting!r} in {spec.study}; the settings are {sorted(set(labels))}")
-    work = default_work_root(spec) / "threads" / f"{setting.replace('=', '-')}-seed{seed}-t{threads}"
+    roots = prepare_datasets(spec)
+    version = (benchmark_version(roots) or "data").split(" (")[0].replace(" ", "-")  # a new version runs anew
+    work = default_work_root(spec) / "threads" / f"{version}-{setting.replace('=', '-')}-seed{seed}-t{threads}"
     result = work / "result.json"
     if not result.is_file() and run:
         work.mkdir(parents=True, exist_ok=True)
         claim = SimpleNamespace(point=point, trial=SimpleNamespace(number=0), work_dir=work)
-        req = trial_request(spec, claim, prepare_datasets(spec))
+        req = trial_request(spec, claim, roots)
         (work / "request.json").write_text(json.dumps(req, indent=2, default=str))
         env = dict(os.environ, OMP_NUM_THREADS=str(threads))
         print(f"thread check: {setting} seed {seed} with {threads} thread(s) -> {work}", flush=True)
@@ -129,6 +135,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--ablation", default="ablations/noise_floor.yaml")
     parser.add_argument("--no-run", action="store_true", help="analyse the study as it is; run nothing")
+    parser.add_argument("--rerun", action="store_true", help="run every point again (a new benchmark version)")
     parser.add_argument("--threads-setting", default="peft=hclip", help="the setting of the 1-vs-2-thread check")
     parser.add_argument("--threads-seed", type=int, default=0)
     args = parser.parse_args()
@@ -141,7 +148,7 @@ def main() -> None:
 
     spec = load_spec(args.ablation)
     if not args.no_run:
-        run_study(args.ablation)
+        run_study(args.ablation, args.rerun)
     reported = open_for_report(args.ablation)
     df = study_frame(reported.study)
     labels = trial_labels(df, list(spec.space))

@@ -200,3 +200,26 @@ def test_minimum_detectable_difference_matches_the_normal_approximation_for_many
     assert stats.minimum_detectable_difference(1.0, 3) > stats.minimum_detectable_difference(1.0, 5)
     assert stats.paired_t_power(0.0, 1.0, 4) == pytest.approx(0.05)
     assert math.isnan(stats.minimum_detectable_difference(1.0, 1))
+
+
+def test_a_study_never_mixes_benchmark_versions(tmp_path):
+    """Results on one version of the embedded benchmark refuse results on another (the file's hash cannot
+    see a data change); --rerun makes the old trials history, after which the new version is accepted."""
+    from ovbench.data.synth.writers import MANIFEST, benchmark_version
+    from ovbench.sweep import study as st
+
+    def with_benchmark(point):
+        return dict(result(point), benchmark="synth v1 (key aaa)")
+
+    _, study, _ = fill_study(SPEC.format(direction="maximize"), tmp_path, with_benchmark)
+    st.check_benchmark(study, "synth v1 (key aaa)")  # same data: fine
+    with pytest.raises(st.StudyMismatch, match=r"synth v1 \(key aaa\).*synth v2 \(key bbb\).*--rerun"):
+        st.check_benchmark(study, "synth v2 (key bbb)")
+    st.mark_rerun(study)
+    st.check_benchmark(study, "synth v2 (key bbb)")
+    # the version comes from the generated data's manifest; other data has none
+    root = tmp_path / "synth"
+    (root / "synth_large").mkdir(parents=True)
+    (root / MANIFEST).write_text('{"benchmark": "synth v2", "key": "bbb"}')
+    assert benchmark_version({"synth_large": str(root / "synth_large")}) == "synth v2 (key bbb)"
+    assert benchmark_version({"toy": str(tmp_path / "toy")}) is None

@@ -246,8 +246,11 @@ def worker_loop(spec: AblationSpec, opts: RunOptions, roots: Dict[str, str], pro
 
 def run_local(spec: AblationSpec, opts: RunOptions) -> List[int]:
     """``local`` executor: ``opts.workers`` threads in this process, each running trials as subprocesses."""
+    from ovbench.data.synth.writers import benchmark_version
+
     roots = prepare_datasets(spec)
     study = optuna.load_study(storage=st.open_storage(opts.storage_url), study_name=opts.study_name)
+    st.check_benchmark(study, benchmark_version(roots))
     done, total = st.progress_counts(study, spec, opts.grace_s)
     progress = Progress(done, total, opts.progress, spec.study)
     attempted: Set[str] = set()  # shared: a point failed in this run is not retried by a sibling thread
@@ -297,7 +300,11 @@ def run_slurm(spec: AblationSpec, opts: RunOptions, executor: Any = None) -> Lis
             params["gpus_per_node"] = spec.executor.gpus_per_trial
         params.update(spec.executor.slurm)
         executor.update_parameters(**params)
-    prepare_datasets(spec)
+    from ovbench.data.synth.writers import benchmark_version
+
+    roots = prepare_datasets(spec)
+    st.check_benchmark(optuna.load_study(storage=st.open_storage(opts.storage_url), study_name=opts.study_name),
+                       benchmark_version(roots))
     jobs = executor.map_array(_slurm_worker, [spec] * max(1, opts.workers), [opts] * max(1, opts.workers))
     from ovbench.sweep import slurm_watch
 

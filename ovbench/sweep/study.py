@@ -250,6 +250,21 @@ def counted(t: FrozenTrial, since: float) -> bool:
     return t.datetime_start is None or t.datetime_start.timestamp() >= since
 
 
+def check_benchmark(study: optuna.Study, benchmark: Optional[str]) -> None:
+    """Refuse to add results on ``benchmark`` (the data's version, :func:`ovbench.data.synth.writers.benchmark_version`)
+    to a study whose counted results came from another: a study's table must come from one benchmark.
+    The ablation file's hash cannot see this (the same file runs on every version of the data)."""
+    since = _since(study)
+    found = {t.user_attrs.get("benchmark") for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+             if counted(t, since)}
+    stale = sorted(str(b or "data of unrecorded version") for b in found - {benchmark})
+    if stale:
+        raise StudyMismatch(
+            f"study {study.study_name!r} holds results on {', '.join(stale)}, but its data is now "
+            f"{benchmark or 'not a generated benchmark'}; results would mix. Run it again with --rerun (the old "
+            "trials stay as history) or --new-study.")
+
+
 def grid_status(study: optuna.Study, spec: AblationSpec, grace_s: float) -> Tuple[Set[str], Set[str]]:
     """Keys of points that are complete, and of points held by a live worker."""
     since = _since(study)

@@ -229,6 +229,7 @@ def cost_of(runner: Any, cfg: Any, train_s: float, wall_s: float) -> Dict[str, A
 def run_trial(req: Dict[str, Any]) -> Dict[str, Any]:
     """Train + evaluate one trial; the result dict that becomes ``result.json`` (every rank trains
     and evaluates; rank 0 alone measures, saves predictions and reports)."""
+    from ovbench.data.synth.writers import benchmark_version
     from ovbench.evaluation.image_stats import STATS_FILE
     from ovbench.train import train
 
@@ -257,14 +258,6 @@ def run_trial(req: Dict[str, Any]) -> Dict[str, Any]:
         "benchmark": benchmark_version(req["datasets"]),
     }
 
-
-def benchmark_version(roots: Dict[str, str]) -> Optional[str]:
-    """The embedded benchmark's version the sets come from (``synth v2 (key ...)``), None for other data:
-    figures of two versions are never comparable, so every result and report names it."""
-    from ovbench.data.synth.writers import benchmark_of
-
-    found = sorted({v for v in (benchmark_of(root) for root in roots.values()) if v})
-    return ", ".join(found) or None
 
 
 def log_tail(path: Path, lines: int = LOG_TAIL_LINES) -> str:

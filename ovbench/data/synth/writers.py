@@ -18,7 +18,7 @@ import os
 import shutil
 import time
 from pathlib import Path
-from typing import Dict, List, Optional, Union
+from typing import Dict, List, Mapping, Optional, Union
 
 import numpy as np
 from PIL import Image
@@ -188,3 +188,9 @@ def benchmark_of(dataset_root: Union[str, os.PathLike]) -> Optional[str]:
     name = manifest.get("benchmark") if isinstance(manifest, dict) else None
     return f"{name} (key {manifest.get('key')})" if name else None
 
+
+def benchmark_version(roots: Mapping[str, str]) -> Optional[str]:
+    """The embedded benchmark's version a study's sets ``{name: folder}`` come from (``synth v2 (key ...)``),
+    None for other data: figures of two versions are never comparable, so every result and report names it."""
+    found = sorted({v for v in (benchmark_of(root) for root in roots.values()) if v})
+    return ", ".join(found) or None
