@@ -128,7 +128,7 @@ def test_dense_miou_reads_ovsegdataset_and_reports_split(tiny_checkpoint, tmp_pa
     model, tok = load_tiny_clip(out, sha256=record["checkpoint_sha256"])
     generate_benchmark(tmp_path, seed=0, scale=0.02)
     res = dense_miou(model, tok, tmp_path, "synth_small", batch=2)
-    assert res["images"] == 2 and res["classes"] == 16 and res["unseen_classes"] == 8
+    assert res["images"] == 6 and res["classes"] == 16 and res["unseen_classes"] == 4  # 300 x 0.02 images
     for key in ("mIoU", "mIoU_seen", "mIoU_unseen", "random_mIoU", "random_mIoU_unseen"):
         assert 0.0 <= res[key] <= 100.0 or np.isnan(res[key]), key
 

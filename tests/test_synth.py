@@ -28,7 +28,7 @@ from ovbench.data.synth.writers import (
     generate_benchmark,
 )
 
-SCALE = 0.02  # 23 images in all
+SCALE = 0.02  # 39 images in all
 
 
 def _tree_digest(root: Path) -> dict:

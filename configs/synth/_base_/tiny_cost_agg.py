@@ -23,15 +23,12 @@ model = dict(
         peft=dict(type='frozen'),
         templates='a scene with {}.',  # the tiny CLIP's pretraining caption template (in distribution)
         dense='value',  # see the comment at the top
-        out_indices=(1,),
+        out_indices=(1, 2),
     ),
-    # One x2 decoder stage (benchmark v2): CAT-Seg's two x2 stages take ViT-B/16's 1/16 grid to
-    # logits at 1/4 of the input; the tiny CLIP's grid is 1/8, so one stage gives the same 1/4.
-    # The second stage (32x32 maps for every class) was a quarter of each training iteration.
     aggregator=dict(
         hidden_dim=32, num_layers=2, num_heads=4, window=4,
         appearance_guidance_dim=32, text_guidance_dim=32,
-        decoder_dims=(16,), decoder_guidance_dims=(8,)),
+        decoder_dims=(16, 8), decoder_guidance_dims=(8, 4)),
     test_cfg=dict(mode='whole'),
     alignment=True,  # record image-text alignment at test time (AlignmentMetric)
 )

@@ -15,7 +15,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                    help="output folder (default: the cache, $OVBENCH_CACHE/synth/<key>)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--size", type=int, default=64, help="image side in pixels")
-    p.add_argument("--scale", type=float, default=1.0, help="multiplies every split size (1.0 = 1,700 images)")
+    p.add_argument("--scale", type=float, default=1.0, help="multiplies every split size (1.0 = 1,900 images)")
     p.add_argument("--force", action="store_true", help="regenerate even if a complete copy exists")
 
 
