@@ -320,3 +320,24 @@ def test_vocabulary_things_key(synth_root):
                              vocabulary="vocabulary.json",
                              data_prefix=dict(img_path="img_dir/val", seg_map_path="ann_dir/val"), pipeline=[]))
     assert ds.metainfo["thing_classes"] == meta["thing_classes"]
+
+
+def test_preflight_finds_images_named_by_the_annotation_file(synth_root, tmp_path):
+    """The embedded sets' COCO JSON names images under img_dir/<split>/, not beside the labels: the data
+    check (run before every study) must follow images[].file_name, and still name a missing image."""
+    import shutil
+
+    from ovbench.data.check import DatasetMissing, check_datasets
+
+    def cfg(root):
+        return dict(type="OVPanopticDataset", data_root=str(root / "synth_large"), ann_file="panoptic_val.json",
+                    vocabulary="vocabulary.json", data_prefix=dict(img_path="", seg_map_path="panoptic/val"),
+                    pipeline=[])
+
+    check_datasets({"synth_large": cfg(synth_root)})  # the fisa_bottleneck sets
+    copy = tmp_path / "synth_large"
+    shutil.copytree(synth_root / "synth_large", copy)
+    first = sorted((copy / "img_dir" / "val").glob("*.png"))[0]
+    first.unlink()
+    with pytest.raises(DatasetMissing, match=first.name):
+        check_datasets({"synth_large": cfg(tmp_path)})

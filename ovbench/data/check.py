@@ -54,12 +54,30 @@ def _sample_problem(ds: Any) -> Optional[str]:
         return f"no *{seg_suffix} label in {seg_dir}"
     label = osp.join(seg_dir, labels[0])
     image = osp.join(img_dir, labels[0][: len(labels[0]) - len(seg_suffix)] + img_suffix)
+    if not osp.isfile(image) and ds.ann_file:
+        image = _image_in_annotations(ds, labels[0]) or image
     if not osp.isfile(image):
         return f"label {label} has no image {image}"
     for path in (image, label):
         if (problem := _unreadable(path)) is not None:
             return problem
     return None
+
+
+def _image_in_annotations(ds: Any, label_name: str) -> Optional[str]:
+    """The image a COCO-style annotation file pairs with label ``label_name`` (its ``images[].file_name``
+    may hold a folder, as the embedded benchmark's ``img_dir/val/...``), through the dataset's own
+    mapping; None if the file does not name it. Read only when the label's own name has no image."""
+    import json
+
+    try:
+        with open(ds.ann_file, encoding="utf-8") as fh:
+            coco = json.load(fh)
+        ann = next(a for a in coco.get("annotations", []) if a.get("file_name") == label_name)
+        image = next((i for i in coco.get("images", []) if i.get("id") == ann.get("image_id")), None)
+        return ds._image_path(image, ann) if hasattr(ds, "_image_path") else None
+    except (OSError, ValueError, StopIteration):
+        return None
 
 
 def _listdir(folder: str) -> List[str]:
