@@ -223,3 +223,21 @@ def test_a_study_never_mixes_benchmark_versions(tmp_path):
     (root / MANIFEST).write_text('{"benchmark": "synth v2", "key": "bbb"}')
     assert benchmark_version({"synth_large": str(root / "synth_large")}) == "synth v2 (key bbb)"
     assert benchmark_version({"toy": str(tmp_path / "toy")}) is None
+
+
+def test_paper_ranking_is_plotted_beside_the_measured_one(tmp_path):
+    """A study whose file gives the paper's figures gets metric-vs-paper points (one per reported setting)."""
+    import pandas as pd
+
+    from ovbench.report import plots
+
+    table = pd.DataFrame({"setting": ["channels=8", "channels=16", "channels=64"], "toy/mIoU": [40.0, 50.0, 60.0],
+                          "toy/mIoU:ci": [1.0, 1.5, 2.0]})
+    paper = {"channels=8": {"params_M": 1.0, "A-847": 12.0}, "channels=64": {"params_M": 2.0, "A-847": 11.0},
+             "channels=99": {"A-847": 9.0}}  # a setting the study does not have is left out
+    files = plots.paper_vs_measured(table, paper, "toy/mIoU", tmp_path)
+    assert sorted(f.name for f in files) == ["toy_mIoU_vs_paper.png", "toy_mIoU_vs_paper.svg"]
+    svg = (tmp_path / "toy_mIoU_vs_paper.svg").read_text()
+    assert "paper: A-847" in svg and "channels=8" in svg and "channels=64" in svg and "channels=99" not in svg
+    assert plots.paper_vs_measured(table, {"channels=8": {"A-847": 1.0}}, "toy/mIoU", tmp_path / "one") == []
+    assert plots.paper_vs_measured(table, None, "toy/mIoU", tmp_path / "none") == []

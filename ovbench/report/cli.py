@@ -62,7 +62,9 @@ def build_report(target: str, formats: List[str], out_root: Path, storage: Optio
     written += _write_summary(study, df, params, objective, reference, out_dir)
     plot_metric = metric or (objective[0] if objective else None)
     if plots_on and plot_metric:
-        written += plots.all_plots(table, params, plot_metric, out_dir, maximize=_maximize(objective, plot_metric))
+        paper = (study.user_attrs.get("paper") or {}).get("values")
+        written += plots.all_plots(table, params, plot_metric, out_dir, maximize=_maximize(objective, plot_metric),
+                                   paper=paper)
     if plots_on and not df.empty:
         labelled = df.assign(setting=tables.trial_labels(df, params))
         written += panels.panel(labelled, out_dir)

@@ -5,7 +5,7 @@ categorical setting is drawn as points, never joined by a line that would sugges
 from __future__ import annotations
 
 from pathlib import Path
-from typing import List, Sequence
+from typing import Any, Dict, List, Optional, Sequence
 
 import pandas as pd
 
@@ -121,12 +121,35 @@ def accuracy_vs_cost(table: pd.DataFrame, metric: str, cost: str, out_dir: Path,
     return _save(plt, fig, out_dir / f"{metric.replace('/', '_')}_vs_{cost}")
 
 
+def paper_vs_measured(table: pd.DataFrame, paper: Optional[Dict[str, Dict[str, Any]]], metric: str,
+                      out_dir: Path) -> List[Path]:
+    """The paper's figure (x) against the measured ``metric`` (y, mean ± bars) for every setting the paper
+    reports: its ranking beside ours. Points in the paper's order from left to right rise when the
+    order holds here. Nothing is drawn with fewer than 2 such settings."""
+    rows = {k: v for k, v in (paper or {}).items() if k in set(table["setting"])}
+    paper_metric = next((m for v in rows.values() for m in v if not m.startswith("params")), None)
+    rows = {k: v for k, v in rows.items() if paper_metric in v}
+    if len(rows) < 2:
+        return []
+    sub = table.set_index("setting").loc[list(rows)]
+    plt, (fig, ax) = _figure()
+    x = [rows[k][paper_metric] for k in rows]
+    ax.errorbar(x, sub[metric], yerr=sub.get(f"{metric}:ci"), fmt="o", capsize=3)
+    for label, xi, yi in zip(rows, x, sub[metric]):
+        ax.annotate(label, (xi, yi), fontsize=6, xytext=(3, 3), textcoords="offset points")
+    ax.set_xlabel(f"paper: {paper_metric}")
+    ax.set_ylabel(f"measured: {metric}")
+    ax.set_title(bars_caption(table, metric), fontsize=7)
+    return _save(plt, fig, out_dir / f"{metric.replace('/', '_')}_vs_paper")
+
+
 def all_plots(table: pd.DataFrame, params: Sequence[str], metric: str, out_dir: Path,
-              maximize: bool = True) -> List[Path]:
+              maximize: bool = True, paper: Optional[Dict[str, Dict[str, Any]]] = None) -> List[Path]:
     if table.empty or metric not in table:
         return []
     out_dir.mkdir(parents=True, exist_ok=True)
     files = metric_vs_param(table, params, metric, out_dir) if params else []
     files += accuracy_vs_cost(table, metric, "trainable_params", out_dir, maximize)
     files += accuracy_vs_cost(table, metric, "train_time_s", out_dir, maximize)
+    files += paper_vs_measured(table, paper, metric, out_dir)
     return files
