@@ -137,12 +137,12 @@ def test_dry_run_prints_the_plan_and_creates_nothing(tmp_path, cli_env):
                   "--work-dir", str(work), env=cli_env)
     assert out.returncode == 0, out.stderr
     text = out.stdout
-    assert "study block_size-real (real scale): 4 trial(s)" in text
+    assert "study block_size-real (real scale): 12 trial(s)" in text  # 4 block sizes x 3 seeds
     assert f"config: {REPO_ROOT / 'configs/hclip/hclip_vitb16_coco-stuff171_384.py'}" in text
     assert f"  ade847: {data / 'ADE20K_2021_17_01'}\n" in text  # present: no mark
     assert f"  voc20: {data / 'VOCdevkit/VOC2012'}  (MISSING)" in text
     assert f"  train (COCOStuffDataset): {data / 'coco_stuff164k'}  (MISSING)" in text
-    assert "executor: local, 1 worker(s)" in text and "iterations: 320000 (80000 per trial x 4)" in text
+    assert "executor: local, 1 worker(s)" in text and "iterations: 960000 (80000 per trial x 12)" in text
     assert [line.split()[1] for line in text.splitlines() if line.startswith("    ") and "seed=0" in line] == [
         "model.clip.peft.q=32", "model.clip.peft.q=64", "model.clip.peft.q=128", "model.clip.peft.q=256"]
     assert not work.exists()
