@@ -241,3 +241,18 @@ def test_paper_ranking_is_plotted_beside_the_measured_one(tmp_path):
     assert "paper: A-847" in svg and "channels=8" in svg and "channels=64" in svg and "channels=99" not in svg
     assert plots.paper_vs_measured(table, {"channels=8": {"A-847": 1.0}}, "toy/mIoU", tmp_path / "one") == []
     assert plots.paper_vs_measured(table, None, "toy/mIoU", tmp_path / "none") == []
+
+
+def test_recording_a_finished_trial_again_keeps_the_first_record(tmp_path):
+    """Two workers may record the same trial (its owner, and reconcile() recovering its result.json):
+    the second record must not fail the run, and the first stands."""
+    from optuna.trial import TrialState
+
+    from ovbench.sweep import study as st
+
+    _, study, _ = fill_study(SPEC.format(direction="maximize"), tmp_path, result)
+    done = study.get_trials(deepcopy=False)[0]
+    first = done.user_attrs["metrics"]
+    state, _ = st.record_result(study, done, {"status": "ok", "metrics": {"toy": {"mIoU": 1.0}}}, "toy/mIoU")
+    assert state == TrialState.COMPLETE
+    assert study.get_trials(deepcopy=False)[0].user_attrs["metrics"] == first

@@ -188,6 +188,28 @@ def test_claims_are_exactly_once_across_processes(data_env, storage):
     assert sum(1 for c in claimed if c) >= 2  # the work was actually shared
 
 
+def test_a_wall_clock_step_does_not_make_a_live_worker_look_dead(monkeypatch):
+    """Linux reports a process's start as ``btime`` + ticks, and ``btime`` (wall clock minus uptime,
+    whole seconds) moves when the clock is slewed or a VM resumes. A live owner must stay alive
+    across such a step; a process that merely reuses the pid must not."""
+    import dataclasses
+
+    import psutil
+    from psutil import _psplatform
+
+    from ovbench.sweep.lock import Owner
+
+    me = Owner.me()
+    assert me.alive() is True
+    boot = _psplatform.boot_time()
+    monkeypatch.setattr(_psplatform, "boot_time", lambda: boot + 1.0)  # the clock stepped by a second
+    assert psutil.Process().create_time() != me.started  # what fooled the wall-clock comparison
+    assert me.alive() is True
+    assert dataclasses.replace(me, since_boot=None).alive() is False  # the old comparison, for the record
+    assert dataclasses.replace(me, since_boot=me.since_boot - 30).alive() is False  # a reused pid
+    assert dataclasses.replace(me, boot_id="another-boot").alive() is False  # a rebooted host
+
+
 def test_dead_worker_trial_recovered_from_result_or_failed(data_env):
     spec_path = write_spec(data_env, "recover", values="[1, 2]")
     spec = load_spec(spec_path)

@@ -15,6 +15,7 @@ import socket
 import time
 import uuid
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Dict, Optional
 
 import optuna
@@ -32,18 +33,30 @@ LOCK_DIRECTIONS = [optuna.study.StudyDirection.MINIMIZE, optuna.study.StudyDirec
 
 @dataclass(frozen=True)
 class Owner:
-    """Who runs a trial: host, pid and that process's start time (so a reused pid is not alive)."""
+    """Who runs a trial: host, pid and that process's start (so a reused pid is not alive).
+
+    The start is kept as seconds since boot, not as the wall-clock time psutil reports: Linux
+    derives that from ``btime`` (wall clock minus uptime, truncated to whole seconds), which moves
+    by a second whenever the clock is slewed across a second boundary or a VM is resumed. Comparing
+    wall-clock start times then judged a live worker dead, and a sibling failed its running trial
+    as interrupted (seen as ``UpdateFinishedTrialError`` in CI). ``started`` (wall clock) stays for
+    people reading the storage and for owners written by older versions.
+    """
 
     host: str
     pid: int
     started: float
     worker: str
+    since_boot: Optional[float] = None
+    boot_id: Optional[str] = None
 
     @staticmethod
     def me() -> "Owner":
         import psutil
 
-        return Owner(socket.gethostname(), os.getpid(), psutil.Process().create_time(), uuid.uuid4().hex[:8])
+        proc = psutil.Process()
+        return Owner(socket.gethostname(), os.getpid(), proc.create_time(), uuid.uuid4().hex[:8],
+                     _since_boot(proc), _boot_id())
 
     def alive(self) -> Optional[bool]:
         """True/False on this host; None when the owner is on another host (use the heartbeat)."""
@@ -53,9 +66,29 @@ class Owner:
 
         try:
             proc = psutil.Process(self.pid)
-            return abs(proc.create_time() - self.started) < 1.0 and proc.status() != psutil.STATUS_ZOMBIE
+            if self.since_boot is None:  # written by an older ovbench
+                same = abs(proc.create_time() - self.started) < 1.0
+            else:  # a btime race between the two reads is 1 s at most; a reused pid started elsewhen
+                same = abs(_since_boot(proc) - self.since_boot) < 1.5 and (
+                    self.boot_id is None or self.boot_id == _boot_id())
+            return same and proc.status() != psutil.STATUS_ZOMBIE
         except psutil.Error:
             return False
+
+
+def _since_boot(proc: Any) -> float:
+    """When ``proc`` started, in seconds since boot: immune to wall-clock changes (see :class:`Owner`)."""
+    import psutil
+
+    return proc.create_time() - psutil.boot_time()
+
+
+def _boot_id() -> Optional[str]:
+    """This boot's id on Linux (a rebooted host reuses pids and start offsets), else None."""
+    try:
+        return Path("/proc/sys/kernel/random/boot_id").read_text().strip() or None
+    except OSError:
+        return None
 
 
 class StorageLock:

@@ -171,13 +171,18 @@ def record_result(study: optuna.Study, trial: FrozenTrial, result: Dict[str, Any
     if not ok and not result.get("error"):
         result = dict(result, error=f"failed without a reason; see {result.get('work_dir') or 'its work dir'}"
                                     "/trial.log")
-    for key in ("metrics", "cost", "config_hash", "git_commit", "device", "work_dir", "error", "log_tail",
-                "status", "predictions", "benchmark"):
-        if key in result:
-            storage.set_trial_user_attr(tid, key, result[key])
-    for key, number in flat_metrics(result).items():  # one number each: dashboards sort and plot these
-        if isinstance(number, (int, float)) and not isinstance(number, bool) and math.isfinite(number):
-            storage.set_trial_user_attr(tid, key, number)
+    try:
+        for key in ("metrics", "cost", "config_hash", "git_commit", "device", "work_dir", "error", "log_tail",
+                    "status", "predictions", "benchmark"):
+            if key in result:
+                storage.set_trial_user_attr(tid, key, result[key])
+        for key, number in flat_metrics(result).items():  # one number each: dashboards sort and plot these
+            if isinstance(number, (int, float)) and not isinstance(number, bool) and math.isfinite(number):
+                storage.set_trial_user_attr(tid, key, number)
+    except optuna.exceptions.UpdateFinishedTrialError:
+        # settled meanwhile by a worker that judged this trial's owner dead (reconcile(): a heartbeat
+        # older than the grace on another host): the first record stands, and this run goes on
+        return storage.get_trial(tid).state, result
     state = TrialState.COMPLETE if ok else TrialState.FAIL
     try:
         study.tell(trial.number, value if ok else None, state=state, skip_if_finished=True)
@@ -218,12 +223,12 @@ def reconcile(study: optuna.Study, spec: AblationSpec, grace_s: float) -> List[T
             settled.append((t.number, f"recovered as {state.name} from result.json"))
         else:
             storage, tid = storage_of(study), trial_id_of(study, t)
-            storage.set_trial_user_attr(tid, "error", "interrupted: its worker died (killed or lost)")
-            storage.set_trial_user_attr(tid, "status", "interrupted")
             try:
+                storage.set_trial_user_attr(tid, "error", "interrupted: its worker died (killed or lost)")
+                storage.set_trial_user_attr(tid, "status", "interrupted")
                 study.tell(t.number, state=TrialState.FAIL, skip_if_finished=True)
-            except (ValueError, RuntimeError):
-                pass
+            except (optuna.exceptions.UpdateFinishedTrialError, ValueError, RuntimeError):
+                continue  # its owner was alive after all, and recorded it meanwhile
             settled.append((t.number, "interrupted -> FAIL"))
     return settled
 
