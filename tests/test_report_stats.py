@@ -99,6 +99,11 @@ def test_report_writes_summary_sentences_compact_table_and_formats(tmp_path):
     assert "Best on toy/mIoU: channels=64" in summary
     assert "channels=64 beats channels=16 by 10.62 ±" in summary
     assert "channels=32 and channels=16 are not distinguishable" in summary
+    assert "uncorrected, 4 seeds)" in summary  # the best's pairs are said to be uncorrected
+    build_report(str(path), ["md"], tmp_path / "reports", plots_on=False, reference="channels=64", force=True)
+    best_is_ref = (out / "summary.md").read_text()
+    assert "Best on toy/mIoU: channels=64" in best_is_ref and "uncorrected" not in best_is_ref  # said once, Holm
+    assert "channels=16 and channels=64" in best_is_ref or "channels=64 beats channels=16" in best_is_ref
     assert "<li>" in (out / "summary.html").read_text()
     compact = texts["compact"].splitlines()
     header = next(line for line in compact if line.startswith("| setting"))
@@ -239,6 +244,9 @@ def test_paper_ranking_is_plotted_beside_the_measured_one(tmp_path):
     assert sorted(f.name for f in files) == ["toy_mIoU_vs_paper.png", "toy_mIoU_vs_paper.svg"]
     svg = (tmp_path / "toy_mIoU_vs_paper.svg").read_text()
     assert "paper: A-847" in svg and "channels=8" in svg and "channels=64" in svg and "channels=99" not in svg
+    (tmp_path / "again").mkdir()
+    plots.paper_vs_measured(table, paper, "toy/mIoU", tmp_path / "again")  # same numbers, same file
+    assert (tmp_path / "again" / "toy_mIoU_vs_paper.svg").read_text() == svg
     assert plots.paper_vs_measured(table, {"channels=8": {"A-847": 1.0}}, "toy/mIoU", tmp_path / "one") == []
     assert plots.paper_vs_measured(table, None, "toy/mIoU", tmp_path / "none") == []
 

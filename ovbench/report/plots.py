@@ -22,11 +22,14 @@ def _figure():
 
 
 def _save(plt, fig, path: Path) -> List[Path]:
+    """PNG and SVG; the SVG without a date and with ids salted by its name, so the same numbers
+    give the same file (committed reports then change only where a figure does)."""
     fig.tight_layout()
     out = []
     for ext in ("png", "svg"):
         p = path.with_suffix(f".{ext}")
-        fig.savefig(p, dpi=120)
+        with plt.rc_context({"svg.hashsalt": p.name}):
+            fig.savefig(p, dpi=120, metadata={"Date": None} if ext == "svg" else None)
         out.append(p)
     plt.close(fig)
     return out

@@ -52,7 +52,11 @@ def reference_sentences(values: Dict[str, Dict[int, float]], reference: str, met
             for k, d, p in zip(others, diffs, adjusted)]
 
 
-def best_sentences(values: Dict[str, Dict[int, float]], metric: str, maximize: bool) -> List[str]:
+def best_sentences(values: Dict[str, Dict[int, float]], metric: str, maximize: bool,
+                   compare: bool = True) -> List[str]:
+    """The best setting and the ranking by mean; with ``compare``, the best against every other
+    setting, uncorrected (said so). Without it (the best is the reference, whose Holm-corrected
+    comparisons follow) the same pairs would be said twice, at two p-values that may disagree."""
     marks = stats.best_group(values, maximize)
     if not marks:
         return []
@@ -62,9 +66,9 @@ def best_sentences(values: Dict[str, Dict[int, float]], metric: str, maximize: b
     text = [f"Best on {metric}: {', '.join(best)} with {stats.fmt_pm(est.mean, est.half_width)} "
             f"({est.n} seed{'s' if est.n != 1 else ''}); measured ranking by mean: {' > '.join(ranking)}."]
     for k in values:
-        if k not in best:
+        if compare and k not in best:
             text.append(compare_sentence(best[0], k, stats.paired_difference(values[best[0]], values[k]),
-                                         metric, maximize))
+                                         metric, maximize, correction=" uncorrected"))
     return text
 
 
@@ -109,8 +113,10 @@ def summary_markdown(header: str, df: pd.DataFrame, labels: Sequence[str], objec
         if not values:
             continue
         lines.append(f"## {metric}\n")
-        lines += [f"- {s}" for s in best_sentences(values, metric, maximize)] + [""]
-        if reference and reference in values:
+        against_reference = bool(reference) and reference in values
+        best_is_reference = against_reference and stats.best_group(values, maximize).get(reference) == "best"
+        lines += [f"- {s}" for s in best_sentences(values, metric, maximize, not best_is_reference)] + [""]
+        if against_reference:
             lines += [f"Against the reference {reference} ({stats.PAIRED_METHOD}):", ""]
             lines += [f"- {s}" for s in reference_sentences(values, reference, metric, maximize)] + [""]
         if paper and metric == objective[0]:
