@@ -132,6 +132,7 @@ def test_paper_order_holds_or_is_reversed(tmp_path):
     assert "The paper's order c=8 > c=64 (A-847 12.0 vs 11.0) is reversed here" in text
     assert "The paper's order c=64 > c=16 (A-847 11.0 vs 10.0) holds here" in text
     assert "The paper's order c=32 > c=16 (A-847 10.5 vs 10.0) is not resolved here" in text
+    assert text.count("uncorrected, ") >= 3  # each order is its own test, said to be uncorrected
 
 
 def test_reference_from_the_ablation_file_and_checked_against_the_space(tmp_path):

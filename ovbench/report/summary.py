@@ -95,7 +95,7 @@ def paper_order_sentences(values: Dict[str, Dict[int, float]], paper: Dict[str, 
         else:
             verdict = "holds here" if _better(diff, maximize) else "is reversed here"
         out.append(f"{claim} {verdict}: {hi} − {lo} = {stats.fmt_pm(diff.mean, diff.half_width)} {metric} "
-                   f"({stats.fmt_p(diff.p)}).")
+                   f"({stats.fmt_p(diff.p)} uncorrected, {diff.n} seeds).")
     return out
 
 
