@@ -265,3 +265,32 @@ def test_recording_a_finished_trial_again_keeps_the_first_record(tmp_path):
     state, _ = st.record_result(study, done, {"status": "ok", "metrics": {"toy": {"mIoU": 1.0}}}, "toy/mIoU")
     assert state == TrialState.COMPLETE
     assert study.get_trials(deepcopy=False)[0].user_attrs["metrics"] == first
+
+
+def test_ties_are_said_as_ties_and_a_metric_no_setting_moves_gets_one_sentence():
+    from ovbench.report.summary import constant_sentence, ranking_text
+
+    values = {"a": {0: 1.0, 1: 3.0}, "b": {0: 5.0, 1: 5.0}, "c": {0: 3.0, 1: 1.0}}
+    assert ranking_text(values, maximize=True) == "b > a = c"
+    assert ranking_text(values, maximize=False) == "a = c > b"
+    assert constant_sentence(values, "toy/mIoU") is None
+    same = {"a": {0: 75.72, 1: 75.72}, "b": {0: 75.72, 1: 75.72}}
+    assert constant_sentence(same, "toy/oracle/PQ") == (
+        "Every setting gives 75.72 toy/oracle/PQ on every seed: no setting moves it.")
+    assert constant_sentence({"a": {0: 1.0, 1: 1.0}}, "m") is None  # one setting: nothing was ablated
+
+
+def test_the_summary_skips_the_tests_of_a_metric_no_setting_moves(tmp_path):
+    spec = SPEC.format(direction="maximize") + "reference: channels=16\n"
+
+    def with_constant(point: dict) -> dict:
+        out = result(point)
+        out["metrics"]["toy"]["oracle/mIoU"] = 70.0
+        return out
+
+    path, _, _ = fill_study(spec, tmp_path, with_constant)
+    build_report(str(path), ["md"], tmp_path / "reports", plots_on=False)
+    summary = (tmp_path / "reports" / "qs" / "summary.md").read_text()
+    section = summary.split("## toy/oracle/mIoU")[1]
+    assert section.strip() == "- Every setting gives 70.00 toy/oracle/mIoU on every seed: no setting moves it."
+    assert "channels=64 beats channels=16" in summary.split("## toy/oracle/mIoU")[0]

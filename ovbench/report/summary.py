@@ -52,6 +52,28 @@ def reference_sentences(values: Dict[str, Dict[int, float]], reference: str, met
             for k, d, p in zip(others, diffs, adjusted)]
 
 
+def _mean(seeds: Dict[int, float]) -> float:
+    return stats.mean_ci(list(seeds.values())).mean
+
+
+def ranking_text(values: Dict[str, Dict[int, float]], maximize: bool) -> str:
+    """``a > b = c``: settings with the same mean are joined by ``=``, so a tie is not read as an order."""
+    ranked = sorted(values, key=lambda k: _mean(values[k]), reverse=maximize)
+    text = ranked[0]
+    for prev, k in zip(ranked, ranked[1:]):
+        text += (" = " if _mean(values[prev]) == _mean(values[k]) else " > ") + k
+    return text
+
+
+def constant_sentence(values: Dict[str, Dict[int, float]], metric: str) -> Optional[str]:
+    """The one sentence for a metric no setting moves (every setting, every seed, one value): e.g. an
+    oracle mode whose figure does not depend on what is being ablated. Tests on it say nothing."""
+    seen = {v for seeds in values.values() for v in seeds.values()}
+    if len(values) < 2 or len(seen) != 1:
+        return None
+    return f"Every setting gives {next(iter(seen)):.2f} {metric} on every seed: no setting moves it."
+
+
 def best_sentences(values: Dict[str, Dict[int, float]], metric: str, maximize: bool,
                    compare: bool = True) -> List[str]:
     """The best setting and the ranking by mean; with ``compare``, the best against every other
@@ -62,9 +84,8 @@ def best_sentences(values: Dict[str, Dict[int, float]], metric: str, maximize: b
         return []
     best = [k for k, m in marks.items() if m == "best"]
     est = stats.mean_ci(list(values[best[0]].values()))
-    ranking = sorted(values, key=lambda k: stats.mean_ci(list(values[k].values())).mean, reverse=maximize)
     text = [f"Best on {metric}: {', '.join(best)} with {stats.fmt_pm(est.mean, est.half_width)} "
-            f"({est.n} seed{'s' if est.n != 1 else ''}); measured ranking by mean: {' > '.join(ranking)}."]
+            f"({est.n} seed{'s' if est.n != 1 else ''}); measured ranking by mean: {ranking_text(values, maximize)}."]
     for k in values:
         if compare and k not in best:
             text.append(compare_sentence(best[0], k, stats.paired_difference(values[best[0]], values[k]),
@@ -113,6 +134,10 @@ def summary_markdown(header: str, df: pd.DataFrame, labels: Sequence[str], objec
         if not values:
             continue
         lines.append(f"## {metric}\n")
+        constant = constant_sentence(values, metric)
+        if constant:
+            lines += [f"- {constant}", ""]
+            continue
         against_reference = bool(reference) and reference in values
         best_is_reference = against_reference and stats.best_group(values, maximize).get(reference) == "best"
         lines += [f"- {s}" for s in best_sentences(values, metric, maximize, not best_is_reference)] + [""]
