@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Dict, List
 
 import ovbench  # noqa: F401
+from ovbench.report import stats
 
 REPO = Path(__file__).resolve().parents[1]
 MODES = ("", "oracle_masks/", "oracle_classes/")
@@ -42,34 +43,38 @@ def zero_shot_metrics() -> Dict[str, Dict[str, float]]:
 
 
 def rows_for(dataset: str) -> List[dict]:
+    """One row per method and mode; a trained method's cells are its mean over seeds with the 95% CI."""
     from ovbench.report.frame import open_for_report, study_frame
 
     study = open_for_report(str(REPO / "ablations" / "fisa_bottleneck.yaml")).study
     df = study_frame(study)
     df = df[df["state"] == "COMPLETE"]
-    entries = [("frozen (zero-shot)", zero_shot_metrics()[dataset], 0, 0.0)]
-    for _, r in df.iterrows():
-        metrics = {c.split("/", 1)[1]: r[c] for c in df.columns if c.startswith(dataset + "/")}
-        entries.append((str(r["model"]), metrics, int(r["trainable_params"]), float(r["train_time_s"])))
     total = clip_parameters()
+    zero_shot = {k: [v] for k, v in zero_shot_metrics()[dataset].items()}
+    entries = [("frozen (zero-shot)", zero_shot, [0], [0.0])]
+    for model, runs in df.groupby("model", sort=False):
+        metrics = {c.split("/", 1)[1]: list(runs[c]) for c in df.columns if c.startswith(dataset + "/")}
+        entries.append((str(model), metrics, list(runs["trainable_params"]), list(runs["train_time_s"])))
     rows = []
     for name, metrics, trainable, seconds in entries:
         for mode in MODES:
-            row = {"method": name, "mode": mode.rstrip("/") or "normal"}
-            row.update({c: metrics.get(mode + c) for c in COLUMNS})
+            row = {"method": name, "mode": mode.rstrip("/") or "normal", "seeds": len(seconds)}
+            row.update({c: stats.mean_ci(metrics.get(mode + c, [])) for c in COLUMNS})
             if not mode:
-                row.update(trainable=trainable, pct_clip=100.0 * trainable / total, train_s=seconds)
+                row.update(trainable=int(trainable[0]), pct_clip=100.0 * trainable[0] / total,
+                           train_s=stats.mean_ci(seconds).mean)
             rows.append(row)
     return rows
 
 
 def render(rows: List[dict], dataset: str) -> str:
-    head = ["method", "mode", *COLUMNS, "trainable params", "% of CLIP", "train time (s)"]
+    head = ["method", "seeds", "mode", *COLUMNS, "trainable params", "% of CLIP", "train time (s)"]
     out = [f"### {dataset}", "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
-        cells = [r["method"] if r["mode"] == "normal" else "", r["mode"]]
-        cells += ["-" if r[c] is None else f"{float(r[c]):.2f}" for c in COLUMNS]
-        if r["mode"] == "normal":
+        normal = r["mode"] == "normal"
+        cells = [r["method"] if normal else "", str(r["seeds"]) if normal else "", r["mode"]]
+        cells += [stats.fmt_pm(r[c].mean, r[c].half_width) for c in COLUMNS]
+        if normal:
             cells += [f"{r['trainable']:,}", f"{r['pct_clip']:.2f}", f"{r['train_s']:.0f}"]
         else:
             cells += ["", "", ""]
@@ -83,10 +88,12 @@ def main() -> int:
     parser.add_argument("--out", default=str(REPO / "reports" / "fisa_bottleneck" / "bars.md"))
     args = parser.parse_args()
     text = ["# Mask-classification family on the embedded benchmark (issue 6 table)", "",
-            "One seed; every variant on the same frozen stage-1 generator (mask_generator_checkpoint='synth'). "
+            "Every trained variant: mean over its seeds ± " + stats.CI_METHOD + "; the zero-shot "
+            "classifier trains nothing, so it is one evaluation. Every variant runs on the same frozen "
+            "stage-1 generator (mask_generator_checkpoint='synth'). "
             "normal = the pipeline; oracle_masks = ground-truth segments as proposals; oracle_classes = "
-            "predicted proposals given their true class (docs/fisa.md). Training time on one CPU core "
-            "(the sweep ran 2 trials at a time on 2 cores); % of CLIP = trainable / all parameters of "
+            "predicted proposals given their true class (docs/fisa.md). Training time: mean over seeds, "
+            "on one CPU core (the sweep ran 2 trials at a time on 2 cores); % of CLIP = trainable / all parameters of "
             "the tiny CLIP (both towers). Produced by benchmarks/fisa_table.py.", ""]
     for ds in args.dataset:
         text.append(render(rows_for(ds), ds))
