@@ -294,3 +294,10 @@ def test_the_summary_skips_the_tests_of_a_metric_no_setting_moves(tmp_path):
     section = summary.split("## toy/oracle/mIoU")[1]
     assert section.strip() == "- Every setting gives 70.00 toy/oracle/mIoU on every seed: no setting moves it."
     assert "channels=64 beats channels=16" in summary.split("## toy/oracle/mIoU")[0]
+
+
+def test_a_p_value_near_the_threshold_shows_which_side_it_is_on():
+    assert stats.fmt_p(0.0497) == "p=0.0497" and stats.fmt_p(0.0503) == "p=0.0503"
+    assert stats.fmt_p(0.04998) == "p=0.04998" and stats.fmt_p(0.0461) == "p=0.046"
+    assert stats.fmt_p(0.0449) == "p=0.04" and stats.fmt_p(0.0551) == "p=0.06" and stats.fmt_p(0.2) == "p=0.20"
+    assert stats.fmt_p(0.004) == "p=0.004" and stats.fmt_p(0.0004) == "p<0.001" and stats.fmt_p(None) == "-"

@@ -209,6 +209,13 @@ def fmt_pm(est_mean: float, half: float, digits: int = 2, pm: str = " ± ") -> s
 
 
 def fmt_p(p: Optional[float]) -> str:
+    """``p=0.03``; three decimals below 0.01, and as many as it takes not to print the threshold
+    itself: 0.0497 and 0.0503 would both read "p=0.05", one "beats", the other "not distinguishable"."""
     if p is None or not finite(p):
         return "-"
-    return "p<0.001" if p < 0.001 else f"p={p:.3f}" if p < 0.01 else f"p={p:.2f}"
+    if p < 0.001:
+        return "p<0.001"
+    digits = 3 if p < 0.01 else 2
+    while round(p, digits) == ALPHA and digits < 6:
+        digits += 1
+    return f"p={p:.{digits}f}"
