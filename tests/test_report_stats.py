@@ -135,6 +135,27 @@ def test_paper_order_holds_or_is_reversed(tmp_path):
     assert text.count("uncorrected, ") >= 3  # each order is its own test, said to be uncorrected
 
 
+def test_a_paper_order_significant_only_before_correction_is_not_called_resolved():
+    """Ten orders tested at 0.05 each would give a false verdict in about every second study: the
+    verdict follows the Holm-corrected p over the paper's orders, the uncorrected p is shown too."""
+    from ovbench.report import stats
+    from ovbench.report.summary import paper_order_sentences
+
+    # a - b has p about 0.03 alone; with four other orders, Holm multiplies it past 0.05
+    values = {"a": {0: 10.0, 1: 11.0, 2: 12.5}, "b": {0: 9.0, 1: 9.0, 2: 11.0},
+              "c": {0: 30.0, 1: 10.0, 2: 20.0}, "d": {0: 11.0, 1: 25.0, 2: 14.0}}
+    alone = stats.paired_difference(values["a"], values["b"])
+    assert 0.01 < alone.p < stats.ALPHA
+    paper = {"a": {"A-847": 4.0}, "b": {"A-847": 3.0}, "c": {"A-847": 2.0}, "d": {"A-847": 1.0}}
+    text = " ".join(paper_order_sentences(values, paper, "m", maximize=True))
+    assert "The paper's order a > b (A-847 4.0 vs 3.0) is not resolved here" in text
+    assert f"{stats.fmt_p(alone.p)} uncorrected" in text
+    assert "Holm-corrected over the paper's 6 orders" in text
+    # the same pair, alone in the paper, holds
+    alone_text = " ".join(paper_order_sentences(values, {k: paper[k] for k in "ab"}, "m", maximize=True))
+    assert "The paper's order a > b (A-847 4.0 vs 3.0) holds here" in alone_text
+
+
 def test_reference_from_the_ablation_file_and_checked_against_the_space(tmp_path):
     from ovbench.sweep.spec import SpecError, load_spec
 
