@@ -4,6 +4,8 @@
     python benchmarks/noise_floor.py --no-run        # analyse what has been run
     python benchmarks/noise_floor.py --rerun         # every point again (after a benchmark version change)
     python benchmarks/noise_floor.py --ablation F --threads-setting peft=hclip
+    python benchmarks/noise_floor.py --no-run --ablation ablations/train_length.yaml \
+        --threads-setting max_iters=200           # does training longer lower the seed noise?
 
 For each setting of the study (H-CLIP q=32 and frozen CLIP, 5 seeds each) and each evaluation
 set's objective-style metric it separates three sources of noise (issue 20):
@@ -23,6 +25,10 @@ two-sided paired t test at alpha = 0.05 finds with 80% power (noncentral t;
 :func:`ovbench.report.stats.minimum_detectable_difference`), for per-seed differences with
 standard deviation sqrt(2) x the seed sd (two settings with this setting's noise, independent),
 and with the measured sd of the H-CLIP - frozen per-seed differences.
+
+With two settings it also compares them: the sd of their per-seed differences (and the MDDs it
+gives), and their seed sds with the ratio's 95% F interval (a recipe that lowers the noise shows a
+ratio below 1 whose interval excludes 1).
 
 Never compare these figures with another machine's: the decomposition itself says why.
 """
@@ -131,6 +137,19 @@ def paired_sd(rows: List[Dict[str, Any]], a: str, b: str, metric: str) -> float:
     return sd([sa[s] - sb[s] for s in common]) if len(common) > 1 else math.nan
 
 
+def seed_sd_ratio(rows: List[Dict[str, Any]], a: str, b: str, metric: str) -> str:
+    """``1.20 / 2.40 | 0.50 [0.17, 1.49] (p=0.20)``: does setting ``a`` (e.g. a longer recipe) spread
+    over seeds less than ``b``? (:func:`ovbench.report.stats.sd_ratio`; its F test treats the two
+    settings' seeds as independent, which shared seeds make only approximately so.)"""
+    from ovbench.report import stats
+
+    by = {(r["setting"], r["metric"]): r for r in rows}
+    ra, rb = by[(a, metric)], by[(b, metric)]
+    ratio = stats.sd_ratio(list(ra["seeds"].values()), list(rb["seeds"].values()))
+    return (f"{ra['seed_sd']:.2f} / {rb['seed_sd']:.2f} | {ratio.ratio:.2f} [{ratio.low:.2f}, {ratio.high:.2f}] "
+            f"({stats.fmt_p(ratio.p)})")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--ablation", default="ablations/noise_floor.yaml")
@@ -169,11 +188,12 @@ def main() -> None:
     if len(settings) == 2:
         a, b = settings[1], settings[0]
         print(f"\nper-seed differences {a} - {b} (measured pairing):\n")
-        print("| metric | sd of differences | MDD 3 seeds | MDD 5 seeds |\n|---|---|---|---|")
+        print(f"| metric | sd of differences | MDD 3 seeds | MDD 5 seeds | seed sd {a} / {b} | "
+              "sd ratio [95% F interval] (p) |\n|---|---|---|---|---|---|")
         for metric in metrics:
             d = paired_sd(rows, a, b, metric)
             print(f"| {metric} | {d:.2f} | {minimum_detectable_difference(d, 3):.2f} | "
-                  f"{minimum_detectable_difference(d, 5):.2f} |")
+                  f"{minimum_detectable_difference(d, 5):.2f} | {seed_sd_ratio(rows, a, b, metric)} |")
     if one and two:
         print(f"\nfloating-point noise: {args.threads_setting} seed {args.threads_seed}, 1 vs 2 threads:\n")
         print("| metric | 1 thread | 2 threads | difference |\n|---|---|---|---|")

@@ -129,6 +129,18 @@ def test_missing_dataset_is_named_with_path_and_layout_and_creates_no_storage(tm
     assert not work.exists()  # no study, no SQLite file, no work dir
 
 
+def test_the_dry_run_counts_each_trials_own_training_length():
+    """A study that sweeps train_cfg.max_iters trains different lengths: the plan sums them."""
+    from ovbench.sweep.preflight import iterations_line, study_config, trial_iterations
+    from ovbench.sweep.spec import load_spec
+
+    spec = load_spec(REPO_ROOT / "ablations" / "train_length.yaml")
+    per_trial = trial_iterations(spec, study_config(spec))
+    assert per_trial == [200] * 5 + [400] * 5
+    assert iterations_line(per_trial) == "iterations: 3000 (200 per trial x 5 + 400 per trial x 5)"
+    assert iterations_line([200, None]) == "iterations: unknown (not iter-based)"
+
+
 def test_dry_run_prints_the_plan_and_creates_nothing(tmp_path, cli_env):
     data = tmp_path / "data"
     write_set(data, "ade847")

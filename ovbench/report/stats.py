@@ -22,6 +22,7 @@ Everything here works on ``{setting: {seed: value}}`` maps built by :func:`per_s
 from __future__ import annotations
 
 import math
+import statistics
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, List, Mapping, Optional, Sequence
@@ -149,6 +150,36 @@ def minimum_detectable_difference(sd: float, n: int, alpha: float = ALPHA, power
     while paired_t_power(high, sd, n, alpha) < power:  # bracket the root without nct's far tail
         high *= 2
     return float(brentq(lambda d: paired_t_power(d, sd, n, alpha) - power, 0.0, high))
+
+
+@dataclass(frozen=True)
+class SdRatio:
+    """``sd_a / sd_b`` with its confidence interval and the two-sided p of "the spreads are equal"."""
+
+    ratio: float
+    low: float
+    high: float
+    p: float
+
+
+def sd_ratio(a: Sequence[float], b: Sequence[float], level: float = LEVEL) -> SdRatio:
+    """Does one recipe's seed spread differ from another's? The F interval of the ratio of standard
+    deviations (sample variances over (n-1) df each; normal outcomes). With 5-6 seeds a side it is
+    wide (a ratio of 0.5 is about the smallest it can tell from 1), which is the point of printing it.
+    The F test assumes independent samples; two studies that share seeds are only approximately so."""
+    from scipy.stats import f as f_dist
+
+    a, b = [float(x) for x in a if finite(x)], [float(x) for x in b if finite(x)]
+    if len(a) < 2 or len(b) < 2:
+        return SdRatio(math.nan, math.nan, math.nan, math.nan)
+    var_a, var_b = statistics.variance(a), statistics.variance(b)
+    if var_b == 0:
+        return SdRatio(math.nan, math.nan, math.nan, math.nan)
+    f = var_a / var_b
+    dfa, dfb = len(a) - 1, len(b) - 1
+    upper_q, lower_q = f_dist.ppf(0.5 + level / 2, dfa, dfb), f_dist.ppf(0.5 - level / 2, dfa, dfb)
+    p = 2 * min(f_dist.cdf(f, dfa, dfb), f_dist.sf(f, dfa, dfb))
+    return SdRatio(math.sqrt(f), math.sqrt(f / upper_q), math.sqrt(f / lower_q), min(1.0, float(p)))
 
 
 def best_group(values: Mapping[str, Mapping[int, float]], maximize: bool, alpha: float = ALPHA) -> Dict[str, str]:

@@ -56,10 +56,30 @@ def check_study_data(spec: AblationSpec, root: Path) -> Dict[str, str]:
     return {name: str(sets[name].get("data_root")) for name in spec.datasets}
 
 
-def estimated_iterations(cfg: Any, n_trials: int) -> Optional[int]:
-    """Training iterations of the whole study: ``train_cfg.max_iters`` x trials (None when not iter-based)."""
-    max_iters = (cfg.get("train_cfg") or {}).get("max_iters")
-    return int(max_iters) * n_trials if max_iters else None
+def trial_iterations(spec: AblationSpec, cfg: Any) -> List[Optional[int]]:
+    """``train_cfg.max_iters`` of each trial of a grid study, with the trial's own parameters applied
+    (a study may sweep the training length); one entry per trial, None where not iter-based. Other
+    samplers draw their points later: the study's config stands for every trial."""
+    def max_iters(c: Any) -> Optional[int]:
+        value = (c.get("train_cfg") or {}).get("max_iters")
+        return int(value) if value else None
+
+    if spec.sampler != "grid":
+        return [max_iters(cfg)] * spec.n_points()
+    out = []
+    for point in spec.grid_points():
+        trial_cfg = copy.deepcopy(cfg)
+        trial_cfg.merge_from_dict(copy.deepcopy(spec.config_params(point)))
+        out.append(max_iters(trial_cfg))
+    return out
+
+
+def iterations_line(per_trial: List[Optional[int]]) -> str:
+    """``iterations: 3000 (200 x 5 + 400 x 5)``; unknown when any trial is not iter-based."""
+    if not per_trial or None in per_trial:
+        return "iterations: unknown (not iter-based)"
+    counts = {n: per_trial.count(n) for n in sorted(set(per_trial))}
+    return f"iterations: {sum(per_trial)} ({' + '.join(f'{n} per trial x {k}' for n, k in counts.items())})"
 
 
 def plan_lines(spec: AblationSpec, root: Path, executor: str, workers: int) -> List[str]:
@@ -78,9 +98,7 @@ def plan_lines(spec: AblationSpec, root: Path, executor: str, workers: int) -> L
         state = "" if where.is_dir() else "  (generated on first use)" if is_generated(where, root) else "  (MISSING)"
         lines.append(f"  {label}: {where}{state}")
     lines.append(f"executor: {executor}, {workers} worker(s), timeout {spec.executor.timeout_min:g} min per trial")
-    iters = estimated_iterations(cfg, n)
-    per = (cfg.get("train_cfg") or {}).get("max_iters")
-    lines.append(f"iterations: {iters} ({per} per trial x {n})" if iters else "iterations: unknown (not iter-based)")
+    lines.append(iterations_line(trial_iterations(spec, cfg)))
     lines.append("trials:" if spec.sampler == "grid" else f"trials: {n} sampled by {spec.sampler} from:")
     points = spec.grid_points() if spec.sampler == "grid" else [{k: v.to_dict() for k, v in spec.space.items()}]
     lines.extend(f"  {i:>3}  {_point_text(p)}" for i, p in enumerate(points))

@@ -44,7 +44,10 @@ optim_wrapper = dict(
     paramwise_cfg=dict(custom_keys={'backbone.clip': dict(lr_mult=0.01)}),
     clip_grad=dict(max_norm=1.0, norm_type=2),
 )
-param_scheduler = [dict(type='CosineAnnealingLR', T_max=max_iters, eta_min=0, by_epoch=False, begin=0, end=max_iters)]
+# No `end` / `T_max`: mmengine's Runner sets a missing `end` to train_cfg.max_iters and the
+# scheduler's T_max defaults to end - begin, so the cosine follows the training length and an
+# ablation changes the length with one key (train_cfg.max_iters).
+param_scheduler = [dict(type='CosineAnnealingLR', eta_min=0, by_epoch=False, begin=0)]
 train_cfg = dict(type='IterBasedTrainLoop', max_iters=max_iters, val_interval=max_iters)
 val_cfg = dict(type='ValLoop')
 test_cfg = dict(type='TestLoop')
