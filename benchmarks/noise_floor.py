@@ -139,8 +139,8 @@ def paired_sd(rows: List[Dict[str, Any]], a: str, b: str, metric: str) -> float:
 
 def seed_sd_ratio(rows: List[Dict[str, Any]], a: str, b: str, metric: str) -> str:
     """``1.20 / 2.40 | 0.50 [0.17, 1.49] (p=0.20)``: does setting ``a`` (e.g. a longer recipe) spread
-    over seeds less than ``b``? (:func:`ovbench.report.stats.sd_ratio`; its F test treats the two
-    settings' seeds as independent, which shared seeds make only approximately so.)"""
+    over seeds less than ``b``? (:func:`ovbench.report.stats.sd_ratio`: an F interval, conservative
+    for settings paired by seed.)"""
     from ovbench.report import stats
 
     by = {(r["setting"], r["metric"]): r for r in rows}

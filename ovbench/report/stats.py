@@ -166,7 +166,10 @@ def sd_ratio(a: Sequence[float], b: Sequence[float], level: float = LEVEL) -> Sd
     """Does one recipe's seed spread differ from another's? The F interval of the ratio of standard
     deviations (sample variances over (n-1) df each; normal outcomes). With 5-6 seeds a side it is
     wide (a ratio of 0.5 is about the smallest it can tell from 1), which is the point of printing it.
-    The F test assumes independent samples; two studies that share seeds are only approximately so."""
+    The F distribution assumes independent samples. Settings run on the same seeds are paired, and
+    for normal pairs with correlation rho the two sample variances covary by 2 rho^2 sigma_a^2 sigma_b^2
+    / (n - 1), positive whatever rho's sign: the ratio varies less than F says, so the interval and
+    p are conservative there, never optimistic."""
     from scipy.stats import f as f_dist
 
     a, b = [float(x) for x in a if finite(x)], [float(x) for x in b if finite(x)]
