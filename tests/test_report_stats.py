@@ -118,6 +118,7 @@ def test_report_writes_summary_sentences_compact_table_and_formats(tmp_path):
     assert "channels=64 beats channels=16 by 10.62 ±" in summary
     assert "channels=32 and channels=16 are not distinguishable" in summary
     assert "uncorrected, 4 seeds)" in summary  # the best's pairs are said to be uncorrected
+    assert summary.count("channels=64 beats channels=16") == 1  # best vs reference: once, Holm-corrected
     build_report(str(path), ["md"], tmp_path / "reports", plots_on=False, reference="channels=64", force=True)
     best_is_ref = (out / "summary.md").read_text()
     assert "Best on toy/mIoU: channels=64" in best_is_ref and "uncorrected" not in best_is_ref  # said once, Holm

@@ -76,10 +76,11 @@ def constant_sentence(values: Dict[str, Dict[int, float]], metric: str) -> Optio
 
 
 def best_sentences(values: Dict[str, Dict[int, float]], metric: str, maximize: bool,
-                   compare: bool = True) -> List[str]:
+                   compare: bool = True, reference: Optional[str] = None) -> List[str]:
     """The best setting and the ranking by mean; with ``compare``, the best against every other
-    setting, uncorrected (said so). Without it (the best is the reference, whose Holm-corrected
-    comparisons follow) the same pairs would be said twice, at two p-values that may disagree."""
+    setting, uncorrected (said so), except the ``reference``. Without it (the best is the reference,
+    whose Holm-corrected comparisons follow) the same pairs would be said twice, at two p-values
+    that may disagree; the best against the reference is likewise said once, among those."""
     marks = stats.best_group(values, maximize)
     if not marks:
         return []
@@ -88,7 +89,7 @@ def best_sentences(values: Dict[str, Dict[int, float]], metric: str, maximize: b
     text = [f"Best on {metric}: {', '.join(best)} with {stats.fmt_pm(est.mean, est.half_width)} "
             f"({est.n} seed{'s' if est.n != 1 else ''}); measured ranking by mean: {ranking_text(values, maximize)}."]
     for k in values:
-        if compare and k not in best:
+        if compare and k not in best and k != reference:
             text.append(compare_sentence(best[0], k, stats.paired_difference(values[best[0]], values[k]),
                                          metric, maximize, correction=" uncorrected"))
     return text
@@ -155,7 +156,8 @@ def summary_markdown(header: str, df: pd.DataFrame, labels: Sequence[str], objec
             continue
         against_reference = bool(reference) and reference in values
         best_is_reference = against_reference and stats.best_group(values, maximize).get(reference) == "best"
-        lines += [f"- {s}" for s in best_sentences(values, metric, maximize, not best_is_reference)] + [""]
+        lines += [f"- {s}" for s in best_sentences(values, metric, maximize, not best_is_reference,
+                                                   reference if against_reference else None)] + [""]
         if against_reference:
             lines += [f"Against the reference {reference} ({stats.PAIRED_METHOD}):", ""]
             lines += [f"- {s}" for s in reference_sentences(values, reference, metric, maximize)] + [""]
