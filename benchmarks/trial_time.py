@@ -109,7 +109,7 @@ import sys  # noqa: E402
 import tempfile  # noqa: E402
 from pathlib import Path  # noqa: E402
 from types import MethodType, SimpleNamespace  # noqa: E402
-from typing import Any, Dict, List  # noqa: E402
+from typing import Any, Dict, List, Optional  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 WARMUP = 3
@@ -209,8 +209,8 @@ def run_phases(args: argparse.Namespace) -> None:
     print_phases(clock, train_s, bare, args, torch.get_num_threads())
 
 
-def bare_loop(runner: Any, iters: int) -> float:
-    """Median s/iter of forward + backward + step on one pre-built batch: compute without the loop."""
+def training_batch(runner: Any) -> Dict[str, Any]:
+    """One preprocessed training batch, with the training vocabulary set on the model."""
     model = runner.model
     meta = runner.train_dataloader.dataset.metainfo
     if hasattr(model, "set_vocabulary"):  # evaluation left the last set's vocabulary in place
@@ -218,7 +218,13 @@ def bare_loop(runner: Any, iters: int) -> float:
         model.set_vocabulary(tuple(meta["classes"]), dict(meta.get("class_prompts") or {}),
                              thing_classes=None if things is None else tuple(things))
     batch = next(iter(runner.train_dataloader))
-    data = model.data_preprocessor(batch, True)
+    return model.data_preprocessor(batch, True)
+
+
+def bare_loop(runner: Any, iters: int, data: Optional[Dict[str, Any]] = None) -> float:
+    """Median s/iter of forward + backward + step on one pre-built batch: compute without the loop."""
+    model = runner.model
+    data = training_batch(runner) if data is None else data
     model.train()
     times = []
     for _ in range(iters + WARMUP):

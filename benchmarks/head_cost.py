@@ -1,0 +1,153 @@
+"""What cheaper variants of the embedded CAT-Seg-style head would cost per training iteration.
+
+    python benchmarks/head_cost.py                                     # the default variants below
+    python benchmarks/head_cost.py --variant "no_guidance:model.aggregator.decoder_guidance_dims=[0,0]"
+
+Why: after the speed issue's changes the forward is about 80% the head, and the head is compute
+(benchmarks/trial_time.py): a 2x faster trial needs a cheaper head, and a cheaper head is a change of
+the benchmark (a new version), so its cost must be known before a recipe is chosen for it. This
+script answers only the cost side; what a variant scores is a study's question (several seeds).
+
+Each variant is the block_size q=32 trial's config (``--ablation``/``--point``, as
+benchmarks/trial_time.py builds it) with ``KEY=VALUE`` config overrides, built as a Runner with its
+optimizer. On one pre-built training batch it times forward + backward + AdamW step (the bare loop of
+benchmarks/trial_time.py), in rounds that visit every variant in turn so that drift of a shared
+machine falls on all alike; it prints the median s/iter per variant, its ratio to the first variant
+(the reference, measured in the same run), and the head's parameter count. Run it on a quiet machine
+with ``--threads 1`` (the trials' thread count with 2 workers on 2 cores).
+
+**Measured** (2026-12-03, this project's 2-core machine, otherwise idle, 1 thread, median of 3 rounds
+x 5 iterations; two runs, each with its own reference, since the reference moved 1.20 -> 1.40 s/iter
+between runs: this machine's run-to-run spread; compare ratios within a run):
+
+| variant | head parameters | ratio to the v2 head |
+|---|---|---|
+| v2 head (hidden 32, 2 layers, decoder (16, 8): two x2 stages, 8x8 -> 32x32) | 90,421 | 1.00 |
+| one decoder stage (16; 8x8 -> 16x16, output stride 4 as CAT-Seg's) | 86,873 | 0.76 |
+| decoder at half width ((8, 4), guidance (4, 2)) | 82,355 | 0.91 |
+| one aggregation layer | 58,645 | 0.83 |
+| one decoder stage and one aggregation layer (second run) | 55,097 | 0.55 |
+| no decoder (logits at 8x8, second run) | 73,697 | 0.69 |
+
+The 32x32 stage is what the second decoder stage costs: dropping it saves a quarter of an iteration,
+as the profile said. Halving the decoder's width saves less, and its rounds spread widely (0.95-1.29
+s/iter): not a clear win. What a variant scores is ablations/decoder_stages.yaml's question.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import tempfile
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any, Dict, List, Tuple
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from trial_time import bare_loop, parse_point, training_batch  # noqa: E402  (one bare loop, one definition)
+
+DEFAULT_VARIANTS = [
+    "reference:",
+    "decoder_one_stage:model.aggregator.decoder_dims=[16],model.aggregator.decoder_guidance_dims=[8]",
+    "decoder_half_width:model.aggregator.decoder_dims=[8,4],model.aggregator.decoder_guidance_dims=[4,2]",
+    "one_layer:model.aggregator.num_layers=1",
+]
+
+
+def parse_variant(text: str) -> Tuple[str, Dict[str, Any]]:
+    """``NAME:KEY=VALUE,KEY=VALUE`` (values as YAML; no commas inside a value) -> name, overrides."""
+    import yaml
+
+    name, _, rest = text.partition(":")
+    if not name:
+        raise SystemExit(f"--variant {text!r}: expected NAME:KEY=VALUE,KEY=VALUE")
+    overrides = {}
+    for item in filter(None, _split_top_level(rest)):
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise SystemExit(f"--variant {text!r}: {item!r} is not KEY=VALUE")
+        overrides[key] = yaml.safe_load(value)
+    return name, overrides
+
+
+def _split_top_level(text: str) -> List[str]:
+    """Split on commas outside brackets, so ``k=[8,4],j=[4,2]`` gives two items."""
+    items, depth, cur = [], 0, ""
+    for ch in text:
+        depth += ch in "[({"
+        depth -= ch in "])}"
+        if ch == "," and depth == 0:
+            items.append(cur)
+            cur = ""
+        else:
+            cur += ch
+    return items + [cur]
+
+
+def build_runner(args: argparse.Namespace, overrides: Dict[str, Any]) -> Any:
+    from mmengine.runner import Runner
+
+    from ovbench.sweep import trial
+    from ovbench.sweep.executor import prepare_datasets, trial_request
+    from ovbench.sweep.spec import load_spec
+
+    spec = load_spec(args.ablation)
+    point = {**parse_point(args.point), "seed": args.seed}
+    work = Path(tempfile.mkdtemp(prefix="head_cost_"))
+    claim = SimpleNamespace(point=point, trial=SimpleNamespace(number=0), work_dir=work)
+    req = trial_request(spec, claim, prepare_datasets(spec))
+    req["overrides"] = {**req["overrides"], **overrides}
+    runner = Runner.from_cfg(trial.build_config(req))
+    runner.optim_wrapper = runner.build_optim_wrapper(runner.optim_wrapper)
+    return runner
+
+
+def head_params(runner: Any) -> int:
+    from ovbench.sweep import trial
+
+    return sum(p.numel() for p in trial.unwrap(runner.model).aggregator.parameters())
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--ablation", default="ablations/block_size.yaml")
+    parser.add_argument("--point", nargs="*", default=["model.clip.peft.q=32"], help="KEY=VALUE of the space")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--variant", action="append", metavar="NAME:KEY=VALUE,...",
+                        help="a config variant (repeatable); the first is the reference (default: "
+                             + "; ".join(v.split(':')[0] for v in DEFAULT_VARIANTS) + ")")
+    parser.add_argument("--iters", type=int, default=5, help="timed iterations per variant and round")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=1)
+    args = parser.parse_args()
+    os.chdir(ROOT)
+    import torch
+
+    import ovbench  # noqa: F401
+
+    torch.set_num_threads(args.threads)
+    variants = [parse_variant(v) for v in (args.variant or DEFAULT_VARIANTS)]
+    runners = {name: build_runner(args, ov) for name, ov in variants}
+    batches = {name: training_batch(runner) for name, runner in runners.items()}  # one batch each, reused
+    times: Dict[str, List[float]] = {name: [] for name, _ in variants}
+    for r in range(args.rounds):
+        for name, _ in variants:
+            times[name].append(bare_loop(runners[name], args.iters, batches[name]))
+        print(f"round {r + 1}/{args.rounds}: " + ", ".join(f"{n} {t[-1]:.3f}" for n, t in times.items()),
+              flush=True)
+    ref = statistics.median(times[variants[0][0]])
+    print(f"\n# head variants: {args.ablation} {' '.join(args.point)}, {args.threads} thread(s), "
+          f"median of {args.rounds} rounds x {args.iters} iterations\n")
+    print("| variant | overrides | head parameters | s/iter | ratio to " + variants[0][0] + " |")
+    print("|---|---|---|---|---|")
+    for name, ov in variants:
+        med = statistics.median(times[name])
+        ovs = ", ".join(f"{k}={v}" for k, v in ov.items()) or "-"
+        print(f"| {name} | {ovs} | {head_params(runners[name]):,} | {med:.3f} | {med / ref:.2f} |")
+
+
+if __name__ == "__main__":
+    main()
