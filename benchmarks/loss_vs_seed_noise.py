@@ -19,8 +19,9 @@ A strong negative correlation points at the recipe (train longer, or to a stable
 the evaluation sets, as the lever on the seed noise.
 
 **When each seed leaves the early plateau.** The CAT-Seg-style trials' per-class binary
-cross-entropy first falls, within about 20 iterations, to the loss of predicting every class
-absent (about 0.10 with synth_train's 48 classes; training-batch pixel accuracy near 0), stays
+cross-entropy first falls, within about 20 iterations, to the loss of predicting each class at its
+prior without using the image (about 0.10 nats with synth_train's 48 classes: the entropy of 1/48;
+training-batch pixel accuracy near 0), stays
 there for a seed-dependent number of iterations, and only then starts to segment. The script also
 prints, per trial, the first logged iteration whose training-batch pixel accuracy (``acc_seg``,
 the logging window's mean) reaches ``--exit-acc`` percent (default 20), and correlates it with the
