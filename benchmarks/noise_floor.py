@@ -16,6 +16,11 @@ set's objective-style metric it separates three sources of noise (issue 20):
   trained model (1,000 resamples, from the trial's ``image_stats.npz``), averaged (root mean square)
   over the seeds. It is how much the figure would move on another draw of images from the same
   world; it does not enter a paired comparison on the same images, so it is reported, not added;
+* **class-independent part of the seed noise**: the seed sd the mean over classes would have if
+  each class's IoU moved between seeds independently of the others (sqrt of the summed per-class
+  seed variances / classes², per-class IoUs from ``image_stats.npz``). A seed sd well above it says
+  the seeds move many classes together (a model-wide factor, which more classes per set would not
+  average out); a seed sd near it says the spread is per-class swings, which more classes would;
 * **floating-point noise**: the same seed trained with 1 thread (the study's trial: local workers
   get one thread each on 2 cores) and with 2 threads (one extra trial): every operation is the
   same up to the order of float additions.
@@ -116,18 +121,34 @@ def decomposition(df: Any, labels: List[str], metrics: List[str]) -> List[Dict[s
         for metric in metrics:
             set_name, key = metric.split("/", 1)
             by_seed = {int(r["seed"]): float(r[metric]) for r in trials if r.get(metric) == r.get(metric)}
-            boot = []
+            boot, per_class = [], []
             for r in trials:
                 path = Path(str(r["work_dir"])) / STATS_FILE
                 if path.is_file():
                     stats = load_image_stats(path).get(set_name, {}).get("iou")
                     if stats is not None:
                         boot.append(float(stats.bootstrap(key, n=BOOTSTRAP, seed=int(r["seed"])).std(ddof=1)))
+                        per_class.append(stats.class_values(key))
             rows.append(dict(setting=setting, metric=metric, seeds=by_seed,
                              mean=statistics.mean(by_seed.values()) if by_seed else math.nan,
                              seed_sd=sd(list(by_seed.values())),
-                             boot_sd=math.sqrt(statistics.mean(b * b for b in boot)) if boot else math.nan))
+                             boot_sd=math.sqrt(statistics.mean(b * b for b in boot)) if boot else math.nan,
+                             class_indep_sd=class_independent_sd(per_class)))
     return rows
+
+
+def class_independent_sd(per_class: List[Any]) -> float:
+    """The seed sd of a mean over classes if each class moved independently between seeds:
+    sqrt(sum of per-class seed variances) / classes, over the classes present in every trial."""
+    import numpy as np
+
+    if len(per_class) < 2:
+        return math.nan
+    values = np.array(per_class)  # [seeds, classes]
+    present = np.isfinite(values).all(0)
+    if not present.any():
+        return math.nan
+    return float(math.sqrt(values[:, present].var(0, ddof=1).sum()) / present.sum())
 
 
 def paired_sd(rows: List[Dict[str, Any]], a: str, b: str, metric: str) -> float:
@@ -178,13 +199,14 @@ def main() -> None:
     two = thread_trial(spec, args.threads_setting, args.threads_seed, 2, run=not args.no_run)
     settings = sorted(set(labels))
     print(f"# noise floor: {spec.study} ({args.ablation}), {len(df)} trials\n")
-    print("| setting | metric | seeds | mean | seed sd | bootstrap sd (images) | MDD 3 seeds | MDD 5 seeds |")
-    print("|---|---|---|---|---|---|---|---|")
+    print("| setting | metric | seeds | mean | seed sd | seed sd if classes independent | bootstrap sd (images) "
+          "| MDD 3 seeds | MDD 5 seeds |")
+    print("|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         pair_sd = math.sqrt(2) * r["seed_sd"]
         mdd = [minimum_detectable_difference(pair_sd, n) for n in (3, 5)]
         print(f"| {r['setting']} | {r['metric']} | {len(r['seeds'])} | {r['mean']:.2f} | {r['seed_sd']:.2f} | "
-              f"{r['boot_sd']:.2f} | {mdd[0]:.2f} | {mdd[1]:.2f} |")
+              f"{r['class_indep_sd']:.2f} | {r['boot_sd']:.2f} | {mdd[0]:.2f} | {mdd[1]:.2f} |")
     if len(settings) == 2:
         a, b = settings[1], settings[0]
         print(f"\nper-seed differences {a} - {b} (measured pairing):\n")

@@ -40,6 +40,19 @@ def test_iou_statistics_recompute_the_metric_exactly(tmp_path):
         assert loaded.figure(key) == pytest.approx(metrics[key], abs=0.005)
 
 
+def test_class_values_are_the_per_class_scores_the_mean_is_taken_over():
+    metrics, stats = _iou_evaluator()
+    unseen = stats.class_values("mIoU_unseen")
+    assert unseen.shape == (len(UNSEEN),)
+    assert np.nanmean(unseen) == pytest.approx(metrics["mIoU_unseen"], abs=0.005)
+    every = stats.class_values("mIoU")
+    assert np.isnan(every[6]) and np.isfinite(every[:6]).all()  # class 6 never occurs
+    totals = stats.values.astype(float).sum(0)  # class 2 by hand: intersection / union
+    assert every[2] == pytest.approx(100 * totals[2, 0] / totals[2, 1])
+    with pytest.raises(KeyError, match="hIoU"):
+        stats.class_values("hIoU")
+
+
 def test_panoptic_statistics_recompute_the_metric_exactly(tmp_path):
     rng = np.random.default_rng(3)
     images = [random_case(rng) for _ in range(8)]
@@ -59,6 +72,7 @@ def test_panoptic_statistics_recompute_the_metric_exactly(tmp_path):
     assert loaded["pq:pred_panoptic_seg_oracle_masks"].metrics()["PQ"] == metrics["oracle_masks/PQ"]
     for key in ("PQ", "PQ_th", "PQ_st", "PQ_seen", "PQ_unseen"):
         assert loaded["pq"].figure(key) == pytest.approx(metrics[key], abs=1e-9)
+        assert np.nanmean(loaded["pq"].class_values(key)) == pytest.approx(metrics[key], abs=1e-9)
 
 
 def test_bootstrap_resamples_images_and_is_seeded():

@@ -100,28 +100,45 @@ class ImageStats:
         values = self.values if images is None else self.values[np.asarray(images)]
         return float(self._figure(values.astype(np.float64).sum(0)[None], key)[0])
 
-    def _figure(self, totals: np.ndarray, key: str) -> np.ndarray:
-        """``totals`` ``[n, classes, 4]`` -> ``[n]`` values of ``key`` in percent."""
+    def class_values(self, key: str) -> np.ndarray:
+        """Per class (percent, NaN where a class never occurs), the values whose mean is ``key`` on
+        the whole set: the IoUs of ``mIoU_unseen``'s classes, the PQs of ``PQ_th``'s. Why: a seed
+        spread made of independent per-class swings averages out over more classes, a model-wide
+        one does not (benchmarks/noise_floor.py tells them apart)."""
+        return 100.0 * self._class_scores(self.values.astype(np.float64).sum(0)[None], key)[0]
+
+    def _class_mask(self, key: str) -> np.ndarray:
         unseen = np.array([c in set(self.unseen_classes) for c in self.classes], bool)
         if self.kind == "iou":
-            if key == "aAcc":
-                return 100.0 * totals[..., 0].sum(1) / totals[..., 3].sum(1)
-            with np.errstate(divide="ignore", invalid="ignore"):
-                iou = totals[..., 0] / totals[..., 1]  # NaN where a class never occurs (0 / 0)
-            if key == "hIoU":
-                seen_m, unseen_m = _nanmean(iou[:, ~unseen]), _nanmean(iou[:, unseen])
-                with np.errstate(divide="ignore", invalid="ignore"):
-                    h = np.where(seen_m + unseen_m == 0, 0.0, 2 * seen_m * unseen_m / (seen_m + unseen_m))
-                return 100.0 * h
-            mask = {"mIoU": np.ones_like(unseen), "mIoU_seen": ~unseen, "mIoU_unseen": unseen}[key]
-            return 100.0 * _nanmean(iou[:, mask])
-        things = np.array([c in set(self.thing_classes) for c in self.classes], bool)
-        mask = {"PQ": np.ones_like(unseen), "PQ_th": things, "PQ_st": ~things, "PQ_seen": ~unseen,
-                "PQ_unseen": unseen}[key]
-        iou, tp, fp, fn = (totals[..., k][:, mask] for k in range(4))
+            masks = {"mIoU": np.ones_like(unseen), "mIoU_seen": ~unseen, "mIoU_unseen": unseen}
+        else:
+            things = np.array([c in set(self.thing_classes) for c in self.classes], bool)
+            masks = {"PQ": np.ones_like(unseen), "PQ_th": things, "PQ_st": ~things, "PQ_seen": ~unseen,
+                     "PQ_unseen": unseen}
+        if key not in masks:
+            raise KeyError(f"{self.kind} statistics have per-class means {tuple(masks)}, not '{key}'")
+        return masks[key]
+
+    def _class_scores(self, totals: np.ndarray, key: str) -> np.ndarray:
+        """``totals`` ``[n, classes, 4]`` -> ``[n, classes of key]`` IoU or PQ fractions (NaN: absent)."""
+        mask = self._class_mask(key)
         with np.errstate(divide="ignore", invalid="ignore"):
-            pq = np.where(tp + fp + fn > 0, iou / (tp + 0.5 * fp + 0.5 * fn), np.nan)
-        return 100.0 * _nanmean(pq)
+            if self.kind == "iou":
+                return (totals[..., 0] / totals[..., 1])[:, mask]  # NaN where a class never occurs (0 / 0)
+            iou, tp, fp, fn = (totals[..., k][:, mask] for k in range(4))
+            return np.where(tp + fp + fn > 0, iou / (tp + 0.5 * fp + 0.5 * fn), np.nan)
+
+    def _figure(self, totals: np.ndarray, key: str) -> np.ndarray:
+        """``totals`` ``[n, classes, 4]`` -> ``[n]`` values of ``key`` in percent."""
+        if self.kind == "iou" and key == "aAcc":
+            return 100.0 * totals[..., 0].sum(1) / totals[..., 3].sum(1)
+        if self.kind == "iou" and key == "hIoU":
+            seen_m, unseen_m = _nanmean(self._class_scores(totals, "mIoU_seen")), _nanmean(
+                self._class_scores(totals, "mIoU_unseen"))
+            with np.errstate(divide="ignore", invalid="ignore"):
+                h = np.where(seen_m + unseen_m == 0, 0.0, 2 * seen_m * unseen_m / (seen_m + unseen_m))
+            return 100.0 * h
+        return 100.0 * _nanmean(self._class_scores(totals, key))
 
 
 def _nanmean(values: np.ndarray) -> np.ndarray:
