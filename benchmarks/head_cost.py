@@ -32,8 +32,9 @@ between runs: this machine's run-to-run spread; compare ratios within a run):
 The 32x32 stage is what the second decoder stage costs: dropping it saves a quarter of an iteration,
 as the profile said. Halving the decoder's width saves less, and its rounds spread widely (0.95-1.29
 s/iter): not a clear win. What a variant scores is a study's question: the one-stage decoder, in
-ablations/decoder_stages.yaml (5 seeds), trained in 0.73x the time and matched the v2 head's mean at
-400 iterations, but with twice its seed spread (reports/decoder_stages/notes.md).
+ablations/decoder_stages.yaml (5 seeds), trained in 0.73x the time and was not distinguishable from
+the v2 head's mean at 400 iterations (-0.41 ± 5.00), but with twice its seed spread
+(reports/decoder_stages/notes.md).
 """
 from __future__ import annotations
 
