@@ -31,9 +31,12 @@ two-sided paired t test at alpha = 0.05 finds with 80% power (noncentral t;
 standard deviation sqrt(2) x the seed sd (two settings with this setting's noise, independent),
 and with the measured sd of the H-CLIP - frozen per-seed differences.
 
-With two settings it also compares them: the sd of their per-seed differences (and the MDDs it
-gives), and their seed sds with the ratio's 95% F interval (a recipe that lowers the noise shows a
-ratio below 1 whose interval excludes 1).
+It also compares every setting with the study's ``reference:`` (with no reference and two settings,
+the second with the first): the sd of their per-seed differences beside the sd they would have if
+the two settings' seeds were unrelated (a seed that does the same in both, through its data order
+or head initialisation, cancels in a paired test and shows as a measured sd below it), the MDDs the
+measured sd gives, and the two seed sds with their ratio's 95% F interval (a recipe that lowers the
+noise shows a ratio below 1 whose interval excludes 1).
 
 Never compare these figures with another machine's: the decomposition itself says why.
 """
@@ -48,7 +51,7 @@ import subprocess
 import sys
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Tuple
 
 ROOT = Path(__file__).resolve().parents[1]
 BOOTSTRAP = 1000
@@ -158,6 +161,22 @@ def paired_sd(rows: List[Dict[str, Any]], a: str, b: str, metric: str) -> float:
     return sd([sa[s] - sb[s] for s in common]) if len(common) > 1 else math.nan
 
 
+def unpaired_sd(rows: List[Dict[str, Any]], a: str, b: str, metric: str) -> float:
+    """The sd the per-seed differences of ``a`` and ``b`` would have if their seeds were unrelated:
+    sqrt(sd_a² + sd_b²). A measured :func:`paired_sd` well below it says a seed does the same in both
+    settings (data order, head initialisation), which a paired test removes."""
+    by = {(r["setting"], r["metric"]): r["seed_sd"] for r in rows}
+    return math.sqrt(by[(a, metric)] ** 2 + by[(b, metric)] ** 2)
+
+
+def compared_pairs(settings: List[str], reference: Optional[str]) -> List[Tuple[str, str]]:
+    """(setting, baseline) pairs for the paired section: every setting against the study's reference,
+    or, with no reference and two settings, the second against the first."""
+    if reference in settings:
+        return [(s, reference) for s in settings if s != reference]
+    return [(settings[1], settings[0])] if len(settings) == 2 else []
+
+
 def seed_sd_ratio(rows: List[Dict[str, Any]], a: str, b: str, metric: str) -> str:
     """``1.20 / 2.40 | 0.50 [0.17, 1.49] (p=0.20)``: does setting ``a`` (e.g. a longer recipe) spread
     over seeds less than ``b``? (:func:`ovbench.report.stats.sd_ratio`: an F interval, conservative
@@ -207,15 +226,15 @@ def main() -> None:
         mdd = [minimum_detectable_difference(pair_sd, n) for n in (3, 5)]
         print(f"| {r['setting']} | {r['metric']} | {len(r['seeds'])} | {r['mean']:.2f} | {r['seed_sd']:.2f} | "
               f"{r['class_indep_sd']:.2f} | {r['boot_sd']:.2f} | {mdd[0]:.2f} | {mdd[1]:.2f} |")
-    if len(settings) == 2:
-        a, b = settings[1], settings[0]
+    for a, b in compared_pairs(settings, spec.reference):
         print(f"\nper-seed differences {a} - {b} (measured pairing):\n")
-        print(f"| metric | sd of differences | MDD 3 seeds | MDD 5 seeds | seed sd {a} / {b} | "
-              "sd ratio [95% F interval] (p) |\n|---|---|---|---|---|---|")
+        print(f"| metric | sd of differences | sqrt(2) x pooled seed sd | MDD 3 seeds | MDD 5 seeds | "
+              f"seed sd {a} / {b} | sd ratio [95% F interval] (p) |\n|---|---|---|---|---|---|---|")
         for metric in metrics:
             d = paired_sd(rows, a, b, metric)
-            print(f"| {metric} | {d:.2f} | {minimum_detectable_difference(d, 3):.2f} | "
-                  f"{minimum_detectable_difference(d, 5):.2f} | {seed_sd_ratio(rows, a, b, metric)} |")
+            print(f"| {metric} | {d:.2f} | {unpaired_sd(rows, a, b, metric):.2f} | "
+                  f"{minimum_detectable_difference(d, 3):.2f} | {minimum_detectable_difference(d, 5):.2f} | "
+                  f"{seed_sd_ratio(rows, a, b, metric)} |")
     if one and two:
         print(f"\nfloating-point noise: {args.threads_setting} seed {args.threads_seed}, 1 vs 2 threads:\n")
         print("| metric | 1 thread | 2 threads | difference |\n|---|---|---|---|")
