@@ -248,6 +248,43 @@ def test_minimum_detectable_difference_matches_the_normal_approximation_for_many
     assert math.isnan(stats.minimum_detectable_difference(1.0, 1))
 
 
+def test_seed_split_separates_what_a_seed_does_in_every_setting_from_the_rest():
+    """Additive settings x seeds: the whole seed spread is shared and a paired difference sees none of
+    it; pure interaction: nothing is shared. Checked against the ANOVA computed another way (numpy
+    residuals of the two-way additive fit, scipy's F) on random data."""
+    import numpy as np
+
+    seed_effect = {0: 2.0, 1: -1.0, 2: 0.5, 3: -1.5}
+    additive = {k: {s: base + e for s, e in seed_effect.items()} for k, base in (("a", 10.0), ("b", 13.0))}
+    split = stats.seed_split(additive)
+    assert (split.seeds, split.settings) == (4, 2)
+    assert split.interaction_sd == pytest.approx(0.0, abs=1e-9)
+    assert split.shared_sd == pytest.approx(np.std(list(seed_effect.values()), ddof=1))
+    assert split.pooled_sd == pytest.approx(split.shared_sd) and split.p == 0.0
+
+    crossed = {"a": {0: 1.0, 1: -1.0, 2: 1.0}, "b": {0: -1.0, 1: 1.0, 2: -1.0}}
+    split = stats.seed_split(crossed)
+    assert split.shared_sd == 0.0 and split.interaction_sd > 0 and split.p == pytest.approx(1.0)
+
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=(5, 3)) + rng.normal(size=(5, 1))  # seeds x settings, a shared seed part
+    values = {f"s{j}": {i: float(x[i, j]) + j for i in range(5)} for j in range(3)}
+    values["s0"][7] = 99.0  # a seed one setting lacks is left out
+    split = stats.seed_split(values)
+    y = x + np.arange(3)
+    resid = y - y.mean(0) - y.mean(1, keepdims=True) + y.mean()
+    ms_inter = (resid ** 2).sum() / (4 * 2)
+    ms_seed = 3 * ((y.mean(1) - y.mean()) ** 2).sum() / 4
+    assert split.seeds == 5
+    assert split.interaction_sd == pytest.approx(math.sqrt(ms_inter))
+    assert split.f == pytest.approx(ms_seed / ms_inter)
+    assert split.p == pytest.approx(sp.f.sf(ms_seed / ms_inter, 4, 8))
+    assert split.pooled_sd == pytest.approx(math.sqrt(y.var(0, ddof=1).mean()))
+    # a paired difference's sd is sqrt(2) x the interaction sd, averaged over the pairs of settings
+    pair_vars = [np.var(y[:, a] - y[:, b], ddof=1) for a in range(3) for b in range(a + 1, 3)]
+    assert np.mean(pair_vars) == pytest.approx(2 * ms_inter)
+
+
 def test_a_study_never_mixes_benchmark_versions(tmp_path):
     """Results on one version of the embedded benchmark refuse results on another (the file's hash cannot
     see a data change); --rerun makes the old trials history, after which the new version is accepted."""

@@ -185,6 +185,48 @@ def sd_ratio(a: Sequence[float], b: Sequence[float], level: float = LEVEL) -> Sd
     return SdRatio(math.sqrt(f), math.sqrt(f / upper_q), math.sqrt(f / lower_q), min(1.0, float(p)))
 
 
+@dataclass(frozen=True)
+class SeedSplit:
+    """How much of a study's seed noise a paired comparison removes (two-way ANOVA, settings x seeds,
+    one trial per cell). ``pooled_sd``: the seed sd within a setting, pooled; ``shared_sd``: the part a
+    seed does alike in every setting (its data order, its head initialisation); ``interaction_sd``:
+    the rest, which is what a paired difference sees (its sd is sqrt(2) x this). ``f``, ``p``: the
+    test that seeds have no shared effect."""
+
+    seeds: int
+    settings: int
+    pooled_sd: float
+    shared_sd: float
+    interaction_sd: float
+    f: float
+    p: float
+
+
+def seed_split(values: Mapping[str, Mapping[int, float]]) -> SeedSplit:
+    """:class:`SeedSplit` of ``{setting: {seed: value}}`` over the seeds every setting has.
+
+    The shared variance is the ANOVA estimate (MS_seed - MS_interaction) / settings, floored at 0; with
+    3-5 seeds it is uncertain by a factor of 2 or more, so read it with its F test."""
+    from scipy.stats import f as f_dist
+
+    cells = {k: {s: float(v) for s, v in seeds.items() if finite(v)} for k, seeds in values.items()}
+    common = sorted(set.intersection(*(set(c) for c in cells.values()))) if cells else []
+    k, n = len(cells), len(common)
+    if k < 2 or n < 2:
+        return SeedSplit(n, k, math.nan, math.nan, math.nan, math.nan, math.nan)
+    x = [[cells[label][s] for label in cells] for s in common]  # [seeds][settings]
+    grand = sum(map(sum, x)) / (n * k)
+    seed_means = [sum(row) / k for row in x]
+    setting_means = [sum(row[j] for row in x) / n for j in range(k)]
+    within = sum((x[i][j] - setting_means[j]) ** 2 for i in range(n) for j in range(k))
+    ss_seed = k * sum((m - grand) ** 2 for m in seed_means)
+    ms_seed, ms_inter = ss_seed / (n - 1), (within - ss_seed) / ((n - 1) * (k - 1))
+    f = ms_seed / ms_inter if ms_inter > 0 else math.inf
+    p = float(f_dist.sf(f, n - 1, (n - 1) * (k - 1))) if math.isfinite(f) else 0.0
+    return SeedSplit(n, k, math.sqrt(within / (k * (n - 1))), math.sqrt(max(ms_seed - ms_inter, 0.0) / k),
+                     math.sqrt(max(ms_inter, 0.0)), f, p)
+
+
 def best_group(values: Mapping[str, Mapping[int, float]], maximize: bool, alpha: float = ALPHA) -> Dict[str, str]:
     """Which settings are the best, and which are not distinguishable from it.
 
