@@ -262,6 +262,9 @@ def test_seed_split_separates_what_a_seed_does_in_every_setting_from_the_rest():
     assert split.shared_sd == pytest.approx(np.std(list(seed_effect.values()), ddof=1))
     assert split.pooled_sd == pytest.approx(split.shared_sd) and split.p == 0.0
 
+    constant = stats.seed_split({"a": {0: 75.72, 1: 75.72}, "b": {0: 75.72, 1: 75.72}})
+    assert constant.interaction_sd == 0.0 and math.isnan(constant.p)  # nothing moves: no test, not p=0
+
     crossed = {"a": {0: 1.0, 1: -1.0, 2: 1.0}, "b": {0: -1.0, 1: 1.0, 2: -1.0}}
     split = stats.seed_split(crossed)
     assert split.shared_sd == 0.0 and split.interaction_sd > 0 and split.p == pytest.approx(1.0)

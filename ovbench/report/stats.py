@@ -221,8 +221,11 @@ def seed_split(values: Mapping[str, Mapping[int, float]]) -> SeedSplit:
     within = sum((x[i][j] - setting_means[j]) ** 2 for i in range(n) for j in range(k))
     ss_seed = k * sum((m - grand) ** 2 for m in seed_means)
     ms_seed, ms_inter = ss_seed / (n - 1), (within - ss_seed) / ((n - 1) * (k - 1))
-    f = ms_seed / ms_inter if ms_inter > 0 else math.inf
-    p = float(f_dist.sf(f, n - 1, (n - 1) * (k - 1))) if math.isfinite(f) else 0.0
+    if ms_inter > 0:
+        f = ms_seed / ms_inter
+        p = float(f_dist.sf(f, n - 1, (n - 1) * (k - 1)))
+    else:  # exactly additive: seeds shared if they move at all; no test if nothing moves
+        f, p = (math.inf, 0.0) if ms_seed > 0 else (math.nan, math.nan)
     return SeedSplit(n, k, math.sqrt(within / (k * (n - 1))), math.sqrt(max(ms_seed - ms_inter, 0.0) / k),
                      math.sqrt(max(ms_inter, 0.0)), f, p)
 
