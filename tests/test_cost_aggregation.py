@@ -180,3 +180,21 @@ def test_channels_last_decoder_matches_the_contiguous_computation():
         last = block(last, g, c)
     assert last.is_contiguous(memory_format=torch.channels_last)
     torch.testing.assert_close(last, nchw, rtol=1e-4, atol=1e-5)
+
+
+def test_cost_scale_multiplies_the_cost_volume_before_its_embedding():
+    """A scaled cost through the embedding conv is the raw cost through a conv with scaled weights (the
+    bias untouched); nothing else in the head sees the scale."""
+    dense, text, feats = _inputs(c=4)
+    scaled = _aggregator(cost_scale=22.9)
+    raw = _aggregator()
+    with torch.no_grad():
+        raw.cost_embed.weight.mul_(22.9)
+        torch.testing.assert_close(scaled(dense, text, feats), raw(dense, text, feats), rtol=1e-4, atol=1e-4)
+        assert not torch.allclose(scaled(dense, text, feats), _aggregator()(dense, text, feats), atol=1e-3)
+
+
+@pytest.mark.parametrize("bad", [0, -1.0, "big", None])
+def test_cost_scale_must_be_positive(bad):
+    with pytest.raises(ValueError, match="cost_scale must be a positive number"):
+        _aggregator(cost_scale=bad)

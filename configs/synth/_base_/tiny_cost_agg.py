@@ -28,7 +28,8 @@ model = dict(
     aggregator=dict(
         hidden_dim=32, num_layers=2, num_heads=4, window=4,
         appearance_guidance_dim=32, text_guidance_dim=32,
-        decoder_dims=(16, 8), decoder_guidance_dims=(8, 4)),
+        decoder_dims=(16, 8), decoder_guidance_dims=(8, 4),
+        cost_scale=1.0),  # raw cosines into the head, as CAT-Seg (ablations/cost_scale.yaml probes more)
     test_cfg=dict(mode='whole'),
     alignment=True,  # record image-text alignment at test time (AlignmentMetric)
 )

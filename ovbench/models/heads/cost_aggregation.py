@@ -220,6 +220,11 @@ class CostAggregator(nn.Module):
         appearance_guidance_dim, text_guidance_dim: projections of CLIP features into q/k (0 disables).
         decoder_dims: channels of the two x2 upsampling stages.
         decoder_guidance_dims: projections of the intermediate CLIP layers fed to each stage (0 disables).
+        cost_scale: factor on the cosine cost volume before its embedding (1 = CAT-Seg, which embeds raw
+            cosines). Why it is a knob: cosines of one pixel differ between classes by a few hundredths,
+            small beside the embedding conv's bias at initialisation, so the head may start from a weak
+            class signal; CLIP's own logit scale (``logit_scale.exp()``: 22.9 for the shipped tiny CLIP,
+            100 for OpenAI's) is the factor CLIP's logits use. An embedded-benchmark probe of issue 20.
     """
 
     def __init__(
@@ -234,8 +239,16 @@ class CostAggregator(nn.Module):
         text_guidance_dim: int = 128,
         decoder_dims: Sequence[int] = (64, 32),
         decoder_guidance_dims: Sequence[int] = (32, 16),
+        cost_scale: float = 1.0,
     ) -> None:
         super().__init__()
+        try:
+            scale = float(cost_scale)
+        except (TypeError, ValueError):
+            scale = float("nan")
+        if not scale > 0:
+            raise ValueError(f"CostAggregator: cost_scale must be a positive number, got {cost_scale!r}")
+        self.cost_scale = scale
         if len(decoder_dims) != len(decoder_guidance_dims):
             raise ValueError("CostAggregator: decoder_dims and decoder_guidance_dims must have the same length")
         self.cost_embed = nn.Conv2d(1, hidden_dim, 7, padding=3)
@@ -271,6 +284,8 @@ class CostAggregator(nn.Module):
         logits ``[B, C, h * 2^stages, w * 2^stages]``."""
         b, _, h, w = dense.shape
         cost = self.cost_volume(dense, text)
+        if self.cost_scale != 1.0:
+            cost = cost * self.cost_scale
         c = cost.shape[1]
         x = self.cost_embed(cost.reshape(b * c, 1, h, w))
         # [B, C, h, w, hidden], made contiguous once: as a permuted view, every residual sum kept the
