@@ -340,6 +340,8 @@ def check_stack() -> Dict[str, str]:
     import torch
     import torchvision
 
+    from ovbench.machine import describe_device
+
     info = {
         "python": sys.version.split()[0],
         "torch": torch.__version__,
@@ -350,14 +352,8 @@ def check_stack() -> Dict[str, str]:
         "mmsegmentation": mmseg.__version__,
         "open_clip": open_clip.__version__,
         "optuna": optuna.__version__,
-        "device": _describe_device(),
+        "device": describe_device(),
     }
     return info
 
 
-def _describe_device() -> str:
-    import torch
-
-    if torch.cuda.is_available():
-        return f"cuda: {torch.cuda.get_device_name(0)} (x{torch.cuda.device_count()})"
-    return f"cpu ({os.cpu_count()} cores, {torch.get_num_threads()} torch threads)"

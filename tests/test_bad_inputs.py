@@ -208,6 +208,21 @@ def test_report_header_has_no_nan_for_failed_trials(spec_path, tmp_path):
     assert "commit(s) abc123;" in header and "device(s) cpu." in header and "nan" not in header
 
 
+def test_report_header_warns_when_trials_ran_on_different_machines(spec_path, tmp_path):
+    from ovbench.report.cli import build_report
+
+    spec = load_spec(spec_path)
+    study = st.open_study(spec, st.open_storage(st.default_storage_url(st.default_work_root(spec))), spec.study)
+    owner, attempted = st.Owner.me(), set()
+    for device in ("cpu (A, x86_64 AVX2, 2 cores, torch threads=1)", "cpu (B, x86_64 AVX512, 2 cores, torch threads=1)"):
+        claim = st.claim_next(study, spec, tmp_path / "w", owner, attempted, 60)
+        st.record_result(study, claim.trial, {"status": "ok", "metrics": {"toy": {"mIoU": 5.0}}, "git_commit": "abc",
+                                              "device": device}, spec.objective_metric)
+    text = build_report(str(spec_path), ["md"], tmp_path / "reports", plots_on=False)["md"]
+    assert "ran on 2 different machine lines" in text
+    assert "threads=1), cpu (B" in text  # both named in the header
+
+
 # ----------------------------------------------------------------------------- 6: workers, CLI flags
 
 

@@ -14,7 +14,6 @@ from __future__ import annotations
 import inspect
 import json
 import math
-import platform
 import shlex
 import sys
 import time
@@ -27,6 +26,7 @@ import ovbench  # noqa: F401  (compat shims first)
 from ovbench.data.synth.captions import caption, hard_negative
 from ovbench.data.synth.render import class_info, render_scene
 from ovbench.data.synth.world import pretraining_classes
+from ovbench.machine import describe_device
 
 MEAN = (0.48145466, 0.4578275, 0.40821073)  # OpenAI CLIP normalisation (open_clip's default)
 STD = (0.26862954, 0.26130258, 0.27577711)
@@ -160,8 +160,7 @@ def _save(model, out: Path, recipe: dict, done: int, losses: List[float], wall: 
         "final_loss_mean_last_20": round(float(np.mean(losses[-20:])), 4),
         "first_loss": round(losses[0], 4),
         "wall_time_s": round(wall, 1),
-        "device": device if device != "cpu" else f"cpu ({platform.processor() or platform.machine()}, "
-                                                    f"torch threads={torch.get_num_threads()})",
+        "device": device if device != "cpu" else describe_device(),
         "torch": torch.__version__,
         "checkpoint_sha256": digest,
         "checkpoint_bytes": out.stat().st_size,

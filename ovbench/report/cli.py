@@ -175,7 +175,14 @@ def _header(study, df) -> str:
     benchmarks = _distinct(df, "benchmark")
     return (f"# {study.study_name}\n\n{desc}\n\nspec hash `{study.user_attrs.get('spec_hash')}`; "
             + (f"benchmark {', '.join(benchmarks)}; " if benchmarks else "")
-            + f"commit(s) {', '.join(commits) or '-'}; device(s) {', '.join(devices) or '-'}.\n")
+            + f"commit(s) {', '.join(commits) or '-'}; device(s) {', '.join(devices) or '-'}.\n"
+            + (MIXED_DEVICES.format(n=len(devices)) if len(devices) > 1 else ""))
+
+
+# Why: on CPU a seed's numbers change with the processor and the thread count (issue 19), so a paired
+# difference across two machine lines mixes that change into the seed's.
+MIXED_DEVICES = ("\n**The trials ran on {n} different machine lines**: a seed's figures on one are not its figures "
+                 "on another, so paired differences between rows from different machines include that change.\n")
 
 
 def _distinct(df, column: str) -> List[str]:

@@ -13,7 +13,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import platform
 import resource
 import subprocess
 import sys
@@ -23,6 +22,7 @@ from pathlib import Path
 from typing import Any, Dict, Optional
 
 import ovbench  # noqa: F401  (shims + registration before torch/mmseg)
+from ovbench.machine import describe_device
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 LOG_TAIL_LINES = 40
@@ -213,10 +213,9 @@ def cost_of(runner: Any, cfg: Any, train_s: float, wall_s: float) -> Dict[str, A
         s_iter = train_s / iters
     if torch.cuda.is_available():
         peak = torch.cuda.max_memory_allocated() / 2**20
-        device = torch.cuda.get_device_name()
     else:
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux -> MiB
-        device = f"cpu ({platform.processor() or platform.machine()}, {os.cpu_count()} cores)"
+    device = describe_device()
     return {
         "trainable_params": trainable, "trainable_params_free": free, "total_params": total,
         "train_time_s": round(train_s, 3), "wall_time_s": round(wall_s, 3), "iters": iters,
