@@ -206,6 +206,7 @@ def test_report_header_has_no_nan_for_failed_trials(spec_path, tmp_path):
     text = build_report(str(spec_path), ["md"], tmp_path / "reports", plots_on=False)["md"]
     header = text.splitlines()[4]
     assert "commit(s) abc123;" in header and "device(s) cpu." in header and "nan" not in header
+    assert "different machine lines" not in text  # one machine line: no warning
 
 
 def test_report_header_warns_when_trials_ran_on_different_machines(spec_path, tmp_path):

@@ -194,7 +194,7 @@ def test_cost_scale_multiplies_the_cost_volume_before_its_embedding():
         assert not torch.allclose(scaled(dense, text, feats), _aggregator()(dense, text, feats), atol=1e-3)
 
 
-@pytest.mark.parametrize("bad", [0, -1.0, "big", None])
+@pytest.mark.parametrize("bad", [0, -1.0, "big", None, float("inf"), float("nan"), True])
 def test_cost_scale_must_be_positive(bad):
-    with pytest.raises(ValueError, match="cost_scale must be a positive number"):
+    with pytest.raises(ValueError, match="cost_scale must be a finite positive number"):
         _aggregator(cost_scale=bad)

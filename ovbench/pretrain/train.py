@@ -136,12 +136,12 @@ def pretrain(
         bar.set_postfix(loss=f"{np.mean(losses[-20:]):.3f}", T=f"{float(scale.detach()):.1f}")
         bar.update(1)
         if (step + 1) % save_every == 0 or step + 1 == steps:
-            record = _save(model, out, recipe, step + 1, losses, time.time() - t0, device, parent)
+            record = _save(model, out, recipe, step + 1, losses, time.time() - t0, parent)
     bar.close()
     return record
 
 
-def _save(model, out: Path, recipe: dict, done: int, losses: List[float], wall: float, device: str,
+def _save(model, out: Path, recipe: dict, done: int, losses: List[float], wall: float,
           parent: Optional[dict] = None) -> dict:
     import torch
 
@@ -160,7 +160,7 @@ def _save(model, out: Path, recipe: dict, done: int, losses: List[float], wall: 
         "final_loss_mean_last_20": round(float(np.mean(losses[-20:])), 4),
         "first_loss": round(losses[0], 4),
         "wall_time_s": round(wall, 1),
-        "device": device if device != "cpu" else describe_device(),
+        "device": describe_device(),
         "torch": torch.__version__,
         "checkpoint_sha256": digest,
         "checkpoint_bytes": out.stat().st_size,

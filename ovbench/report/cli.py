@@ -17,7 +17,7 @@ from typing import Dict, List, Optional
 
 from ovbench.errors import InputError
 from ovbench.report import manifest, panels, plots, summary, tables
-from ovbench.report.frame import open_for_report, study_frame, swept_params
+from ovbench.report.frame import distinct_values, open_for_report, study_frame, swept_params
 from ovbench.sweep.study import display_url
 
 EXT = {"md": "md", "latex": "tex", "csv": "csv", "html": "html"}
@@ -170,9 +170,9 @@ def _summary(written: List[Path]) -> str:
 
 def _header(study, df) -> str:
     desc = study.user_attrs.get("description") or ""
-    commits = _distinct(df, "git_commit")
-    devices = _distinct(df, "device")
-    benchmarks = _distinct(df, "benchmark")
+    commits = distinct_values(df, "git_commit")
+    devices = distinct_values(df, "device")
+    benchmarks = distinct_values(df, "benchmark")
     return (f"# {study.study_name}\n\n{desc}\n\nspec hash `{study.user_attrs.get('spec_hash')}`; "
             + (f"benchmark {', '.join(benchmarks)}; " if benchmarks else "")
             + f"commit(s) {', '.join(commits) or '-'}; device(s) {', '.join(devices) or '-'}.\n"
@@ -181,15 +181,8 @@ def _header(study, df) -> str:
 
 # Why: on CPU a seed's numbers change with the processor and the thread count (issue 19), so a paired
 # difference across two machine lines mixes that change into the seed's.
-MIXED_DEVICES = ("\n**The trials ran on {n} different machine lines**: a seed's figures on one are not its figures "
+MIXED_DEVICES = ("\nWarning: the trials ran on {n} different machine lines: a seed's figures on one are not its figures "
                  "on another, so paired differences between rows from different machines include that change.\n")
-
-
-def _distinct(df, column: str) -> List[str]:
-    """The distinct non-empty values of a column (a failed trial has none: NaN in the frame, never "nan")."""
-    if df.empty or column not in df:
-        return []
-    return sorted({str(v) for v in df[column].dropna() if str(v)})
 
 
 def _failures_md(df, params) -> str:

@@ -107,3 +107,10 @@ def metric_columns(df: pd.DataFrame) -> List[str]:
 
 COST_COLS = ("trainable_params", "trainable_params_free", "total_params", "train_time_s", "s_per_iter",
              "throughput_img_s", "peak_mem_mb", "flops")
+
+
+def distinct_values(df: pd.DataFrame, column: str) -> List[str]:
+    """The distinct non-empty values of a column (a failed trial has none: NaN in the frame, never "nan")."""
+    if df.empty or column not in df:
+        return []
+    return sorted({str(v) for v in df[column].dropna() if str(v)})

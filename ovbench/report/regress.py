@@ -40,7 +40,7 @@ from typing import Any, Dict, List, Optional, Sequence
 import pandas as pd
 
 from ovbench.report import stats, tables
-from ovbench.report.frame import COST_COLS, open_for_report, study_frame, swept_params
+from ovbench.report.frame import COST_COLS, distinct_values, open_for_report, study_frame, swept_params
 
 DEFAULT_TOLERANCES: Dict[str, Dict[str, Any]] = {
     "metrics": {"alpha": 0.01, "floor": 1.0},
@@ -214,7 +214,7 @@ def write_baseline(path: Path, args: argparse.Namespace, spec: Any, df: pd.DataF
             "tolerances": kept_tolerances(old.get("tolerances") or {}),
             "settings": {s: {k: {"mean": round(sum(v) / len(v), 6), "values": v} for k, v in vals.items()}
                          for s, vals in current.items()},
-            "device": sorted({str(d) for d in df.get("device", []) if d})}
+            "device": distinct_values(df, "device")}
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
 

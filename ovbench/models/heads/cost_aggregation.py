@@ -21,6 +21,7 @@ ovbench's own:
 """
 from __future__ import annotations
 
+import math
 from typing import Any, List, Optional, Sequence, Tuple
 
 import torch
@@ -243,11 +244,11 @@ class CostAggregator(nn.Module):
     ) -> None:
         super().__init__()
         try:
-            scale = float(cost_scale)
+            scale = math.nan if isinstance(cost_scale, bool) else float(cost_scale)
         except (TypeError, ValueError):
-            scale = float("nan")
-        if not scale > 0:
-            raise ValueError(f"CostAggregator: cost_scale must be a positive number, got {cost_scale!r}")
+            scale = math.nan
+        if not (math.isfinite(scale) and scale > 0):
+            raise ValueError(f"CostAggregator: cost_scale must be a finite positive number, got {cost_scale!r}")
         self.cost_scale = scale
         if len(decoder_dims) != len(decoder_guidance_dims):
             raise ValueError("CostAggregator: decoder_dims and decoder_guidance_dims must have the same length")
