@@ -182,6 +182,28 @@ def test_text_cache_at_evaluation_follows_vocabulary_and_weights():
     assert t.encode_text(["cat", "dog"]).requires_grad  # training again: computed with grad
 
 
+def test_text_cache_sees_weights_swapped_through_data():
+    """mmengine's EMAHook swaps averaged weights in with ``p.data.copy_``, which leaves ``_version`` as it
+    was: the cache must still not serve the embeddings of the other weights."""
+    t = make(peft=dict(type="hclip", q=16, encoders="text"), templates="single")
+    with torch.no_grad():
+        source = t.encode_text(["cat", "dog"]).clone()
+        averaged = {n: p.detach() + 0.05 * torch.randn_like(p) for n, p in t.named_parameters() if p.requires_grad}
+        kept = {}
+        for n, p in t.named_parameters():  # EMAHook._swap_ema_parameters, in effect
+            if n in averaged:
+                kept[n] = p.data.clone()
+                p.data.copy_(averaged[n])
+        t.begin_forward()  # each test batch is a new forward: H-CLIP's per-forward rotations are recomputed
+        swapped = t.encode_text(["cat", "dog"])
+        assert not torch.allclose(swapped, source)
+        for n, p in t.named_parameters():
+            if n in kept:
+                p.data.copy_(kept[n])
+        t.begin_forward()
+        torch.testing.assert_close(t.encode_text(["cat", "dog"]), source)
+
+
 def test_templates():
     assert len(TEMPLATE_SETS["vild"]) == 14
     assert make(templates="a {} here").templates == ("a {} here",)

@@ -27,6 +27,17 @@ from ovbench.models.clip.templates import resolve_templates
 from ovbench.peft import apply_peft, get_peft_method, merge_peft
 from ovbench.peft.base import encoder_of_param
 
+_SAMPLE = 16  # values per parameter in the text cache's key (see OVCLIP.text_weights_version)
+
+
+def _value_samples(params: Sequence[torch.Tensor]) -> List[float]:
+    """Per parameter, the sum of about :data:`_SAMPLE` evenly strided values: cheap (one transfer from
+    the device for all of them), and changed by any swap of a whole tensor for other weights."""
+    if not params:
+        return []
+    flats = [p.detach().reshape(-1) for p in params]
+    return torch.stack([f[:: max(1, f.numel() // _SAMPLE)].sum().float() for f in flats]).tolist()
+
 
 def build_open_clip(model_name: Optional[str] = "ViT-B-16", pretrained: Optional[str] = None,
                     model_cfg: Optional[Dict[str, Any]] = None, device: Any = "cpu") -> nn.Module:
@@ -168,19 +179,23 @@ class OVCLIP(nn.Module):
         self._text_cache[key] = (version, emb)
         return emb
 
-    def text_weights_version(self, coupled: Optional[bool] = None) -> Tuple[Tuple[int, int], ...]:
-        """Identity and in-place-update counter of every parameter the text embeddings depend on.
+    def text_weights_version(self, coupled: Optional[bool] = None) -> Tuple[Tuple[int, int, float], ...]:
+        """Identity, in-place-update counter and a value sample of every parameter the text
+        embeddings depend on.
 
         torch bumps a tensor's ``_version`` on every in-place change (optimizer steps, ``copy_`` in
-        ``load_state_dict``); it is the only signal of "these weights changed" without hashing them,
-        hence this one use of a private tensor attribute. Changes made through ``.data`` bypass it,
-        so :meth:`merge` also clears the cache. A trained text side may be coupled to the image
-        side's PEFT parameters (H-CLIP's DCRC mixes both encoders' blocks), so then every PEFT
-        parameter counts.
+        ``load_state_dict``); it is the only cheap signal of "these weights changed", hence this one
+        use of a private tensor attribute. Writes through ``.data`` bypass it: mmengine's ``EMAHook``
+        swaps the averaged weights in and out that way around every validation and test epoch. So each
+        entry also holds the sum of a strided sample of the values (:data:`_SAMPLE` of them), which a
+        swap of whole tensors changes; :meth:`merge` also clears the cache. A trained text side may
+        be coupled to the image side's PEFT parameters (H-CLIP's DCRC mixes both encoders' blocks), so
+        then every PEFT parameter counts.
         """
         coupled = not self.text_frozen() if coupled is None else coupled
-        return tuple((id(p), p._version) for n, p in self.clip.named_parameters()
-                     if encoder_of_param(n) in ("text", "shared") or (coupled and n.startswith("peft_method.")))
+        params = [p for n, p in self.clip.named_parameters()
+                  if encoder_of_param(n) in ("text", "shared") or (coupled and n.startswith("peft_method."))]
+        return tuple((id(p), p._version, v) for p, v in zip(params, _value_samples(params)))
 
     def _embed_tokens(self, tokens: torch.Tensor, n_cls: int, n_tpl: int) -> torch.Tensor:
         emb = self.clip.encode_text(tokens)
