@@ -137,17 +137,22 @@ def train(cfg: Config):
     return runner
 
 
-def end_distributed() -> None:
+def end_distributed(wait_for_peers: bool = True) -> None:
     """Leave the process group (if a launcher started one) before the interpreter exits.
 
     Exiting with a live gloo group can abort a rank in its C++ teardown ("terminate called
     without an active exception", exit -6) after all the work succeeded; torch's documented
-    way out is ``destroy_process_group``. No barrier first: a peer that failed would leave this
-    rank waiting on it until the group's timeout.
+    way out is ``destroy_process_group``. With ``wait_for_peers`` (a rank whose work succeeded)
+    every rank first meets at a barrier, so none leaves while rank 0 still writes its results:
+    torchrun ends the surviving ranks as soon as one exits with a failure, and an early rank's
+    teardown must not cost rank 0 its output. A rank that failed skips the barrier (its peers,
+    maybe inside a training collective, would never meet it); torchrun then ends them.
     """
     import torch.distributed as dist
 
     if dist.is_available() and dist.is_initialized():
+        if wait_for_peers:
+            dist.barrier()
         dist.destroy_process_group()
 
 

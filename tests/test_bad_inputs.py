@@ -299,3 +299,16 @@ def test_unexpected_errors_are_one_line_unless_debug(monkeypatch, capsys):
     assert "ovbench --debug env" in err
     with pytest.raises(ZeroDivisionError):
         main(["--debug", "env"])
+
+
+def test_trial_process_that_dies_without_a_result_names_its_log(tmp_path):
+    """A trial process that ends before writing ``result.json`` (here: Python cannot even start) is a
+    failed trial whose error says how it ended and where its log is."""
+    work = tmp_path / "trial_0000"
+    opts = ex.RunOptions(storage_url="", study_name="s", work_root=tmp_path, heartbeat_s=0.2,
+                         extra_env={"PYTHONHOME": str(tmp_path / "no-python-here")})
+    result = ex.run_subprocess({"work_dir": str(work), "seed": 0}, opts, beat=lambda: None)
+    assert result["status"] == "failed"
+    assert "exited with code 1 without a result" in result["error"], result
+    assert f"see {work / 'trial.log'}" in result["error"]
+    assert "encodings" in result["log_tail"]  # Python's own words on why it could not start

@@ -47,11 +47,16 @@ class RunOptions:
     procs_per_trial: int = 1  # > 1: the trial is started through torch.distributed.run (torchrun)
 
 
+LOOPBACK = "127.0.0.1"
+
+
 def trial_command(opts: RunOptions) -> List[str]:
     """The command that starts one trial process (or, under torchrun, one per GPU)."""
     if opts.procs_per_trial > 1:
-        # --standalone: a private rendezvous on a free local port, so parallel trials never collide
-        return [sys.executable, "-m", "torch.distributed.run", "--standalone",
+        # --standalone: a private rendezvous on a free local port, so parallel trials never collide;
+        # --local-addr: the ranks meet on loopback, not at whatever this machine's name resolves to
+        # (torchrun's default, which hangs where the host name does not resolve)
+        return [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--local-addr={LOOPBACK}",
                 f"--nproc-per-node={opts.procs_per_trial}", "-m", "ovbench.sweep.trial"]
     return [sys.executable, "-m", "ovbench.sweep.trial"]
 
@@ -60,6 +65,8 @@ def worker_env(opts: RunOptions, worker_index: int) -> Dict[str, str]:
     """The environment of one worker's trials: its thread count and, for multi-GPU trials on a
     CUDA machine, its own block of ``procs_per_trial`` GPUs (worker k gets GPUs kG .. kG+G-1)."""
     env = dict(os.environ, OMP_NUM_THREADS=str(opts.threads_per_trial), **opts.extra_env)
+    if opts.procs_per_trial > 1:
+        env.setdefault("GLOO_SOCKET_IFNAME", "lo")  # one machine: gloo's pairs on loopback too
     if opts.procs_per_trial > 1 and "CUDA_VISIBLE_DEVICES" not in opts.extra_env:
         import torch
 
@@ -159,7 +166,7 @@ def run_subprocess(req: Dict[str, Any], opts: RunOptions, beat: Callable[[], Non
     if result is None:
         code = proc.returncode
         why = f"killed by signal {-code}" if code < 0 else f"exited with code {code}"
-        result = {"status": "failed", "error": f"trial process {why} without a result (crash or OOM?)",
+        result = {"status": "failed", "error": f"trial process {why} without a result (crash or OOM?); see {log}",
                   "work_dir": str(work_dir)}
     if result.get("status") != "ok":
         result["log_tail"] = log_tail(log)

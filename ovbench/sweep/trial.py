@@ -292,7 +292,7 @@ def main(argv: Optional[list] = None) -> int:
         write_json(work_dir / "result.json", result)
     from ovbench.train import end_distributed
 
-    end_distributed()
+    end_distributed(wait_for_peers=code == 0)
     return code
 
 
