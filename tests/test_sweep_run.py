@@ -336,6 +336,37 @@ def trial_logs(work: Path) -> str:
     return "\n".join(f"--- {p}\n{p.read_text(errors='replace')[-6000:]}" for p in sorted(work.rglob("trial.log")))
 
 
+RANK_THAT_DIES_AT_TEARDOWN = """
+import os, sys, time
+from pathlib import Path
+import torch.distributed as dist
+from ovbench.train import end_distributed
+dist.init_process_group("gloo")
+if dist.get_rank() == 0:
+    time.sleep(2)  # rank 0's own work (cost, predictions) outlasts the other rank's
+    Path(sys.argv[1]).write_text("rank 0's result")
+    end_distributed()
+else:
+    end_distributed()
+    os._exit(1)  # as a gloo rank that aborts in its C++ teardown after its work succeeded
+"""
+
+
+def test_a_rank_that_dies_at_teardown_does_not_cost_rank_0_its_result(tmp_path):
+    """torchrun ends every rank once one exits with a failure; ``end_distributed`` keeps the ranks
+    together until all are done, so rank 0's result is written first (without the barrier it is not)."""
+    from ovbench.sweep.executor import LOOPBACK
+
+    script, result = tmp_path / "ranks.py", tmp_path / "result.txt"
+    script.write_text(RANK_THAT_DIES_AT_TEARDOWN)
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--local-addr={LOOPBACK}",
+           "--nproc-per-node=2", str(script), str(result)]
+    proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=120,
+                          env=dict(os.environ, GLOO_SOCKET_IFNAME="lo", OMP_NUM_THREADS="1"))
+    assert proc.returncode != 0  # torchrun still reports rank 1's failure
+    assert result.exists(), proc.stdout + proc.stderr
+
+
 def test_torchrun_executor_runs_each_trial_on_two_gloo_processes(data_env):
     """torchrun + mmengine's pytorch launcher on CPU (gloo): the trial trains distributed, rank 0 reports;
     where a UTS namespace is allowed, under a host name that does not resolve (the ranks meet on loopback)."""
