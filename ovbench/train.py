@@ -86,7 +86,38 @@ def load_config(
         _stringify_non_finite(cfg.model)
     if launcher != "none":
         _cpu_distributed(cfg)
+    check_peft_lr_mult(cfg, config)
     return cfg
+
+
+def _peft_lr_mults(node: Any, path: str = "model") -> List[str]:
+    """Dotted keys of every PEFT config under ``node`` that sets ``lr_mult``."""
+    found: List[str] = []
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if key == "peft" and isinstance(value, dict) and value.get("lr_mult") is not None:
+                found.append(f"{path}.peft.lr_mult")
+            found.extend(_peft_lr_mults(value, f"{path}.{key}"))
+    return found
+
+
+def check_peft_lr_mult(cfg: Config, config: str = "the config") -> None:
+    """Refuse a PEFT ``lr_mult`` that the optimizer would ignore: only
+    :class:`ovbench.models.optim.PeftOptimWrapperConstructor` (or a subclass) applies it, and
+    under mmengine's default constructor the CLIP would train at the config's rate, silently."""
+    keys = _peft_lr_mults(cfg.get("model"))
+    if not keys:
+        return
+    from mmseg.registry import OPTIM_WRAPPER_CONSTRUCTORS
+
+    from ovbench.errors import InputError
+    from ovbench.models.optim import PeftOptimWrapperConstructor
+
+    name = (cfg.get("optim_wrapper") or {}).get("constructor", "DefaultOptimWrapperConstructor")
+    cls = OPTIM_WRAPPER_CONSTRUCTORS.get(name) if isinstance(name, str) else name
+    if not (isinstance(cls, type) and issubclass(cls, PeftOptimWrapperConstructor)):
+        raise InputError(f"{config}: {keys[0]} is set, but optim_wrapper.constructor is {name!r}, which "
+                         "ignores it; expected optim_wrapper.constructor='PeftOptimWrapperConstructor'")
 
 
 def _cpu_distributed(cfg: Config) -> None:

@@ -38,6 +38,7 @@ custom_hooks = [dict(type='VocabularyHook')]
 optim_wrapper = dict(
     _delete_=True,
     type='OptimWrapper',
+    constructor='PeftOptimWrapperConstructor',  # a PEFT config's lr_mult sets its CLIP's rate
     optimizer=dict(type='AdamW', lr=2e-3, weight_decay=1e-4),
     # CAT-Seg recipe: CLIP parameters at 0.01x the head's learning rate.
     paramwise_cfg=dict(custom_keys={'backbone.clip': dict(lr_mult=0.01)}),

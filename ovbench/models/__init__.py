@@ -1,2 +1,2 @@
 """Models: CLIP wrappers, heads and segmentors, registered in MMSeg's MODELS."""
-from ovbench.models import clip, heads, segmentors  # noqa: F401  (registration side effects)
+from ovbench.models import clip, heads, optim, segmentors  # noqa: F401  (registration side effects)

@@ -6,7 +6,8 @@ dataclass, with every unknown name or key an error that says what was expected.
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Callable, Dict, List, Sequence, Tuple
+import math
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 ENCODERS = ("image", "text")
 ATTN_SITES = ("q", "k", "v", "out")
@@ -40,11 +41,17 @@ class PeftConfig:
               both encoders, or ``{'image': [...], 'text': [...]}``.
     sites:    names among ``q, k, v, out, mlp_fc, mlp_proj`` (aliases:
               ``attn``, ``qkv``, ``mlp``, ``all``).
+    lr_mult:  the learning rate of the CLIP's parameters (this method's included)
+              relative to the optimizer's, or ``None`` to leave the config's
+              ``paramwise_cfg``. Methods that train more CLIP weights may need a lower
+              one; it travels with the method so that a study sweeping whole PEFT
+              configs can give each its own (``ovbench.models.optim``).
     """
 
     encoders: Any = "both"
     blocks: Any = None
     sites: Any = ("q", "k", "v", "out")
+    lr_mult: Any = None
 
     # class attributes (not fields): set by subclasses / by ``register_peft``
     allowed_sites = ATTN_SITES + MLP_SITES
@@ -53,6 +60,7 @@ class PeftConfig:
     def __post_init__(self) -> None:
         self.encoders = _parse_encoders(self.encoders, self.method_name)
         self.sites = _parse_sites(self.sites, self.allowed_sites, self.method_name)
+        self.lr_mult = _parse_lr_mult(self.lr_mult, self.method_name)
 
     def block_indices(self, encoder: str, n_layers: int) -> List[int]:
         spec = self.blocks
@@ -84,6 +92,14 @@ def _parse_encoders(value: Any, method: str) -> Tuple[str, ...]:
     if bad:
         raise ValueError(f"peft.encoders ({method}): unknown {sorted(bad)}; expected 'image', 'text' or 'both'")
     return out
+
+
+def _parse_lr_mult(value: Any, method: str) -> Optional[float]:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
+        raise ValueError(f"peft.lr_mult ({method}): expected a positive finite number or None, got {value!r}")
+    return float(value)
 
 
 def _parse_sites(value: Any, allowed: Sequence[str], method: str) -> Tuple[str, ...]:

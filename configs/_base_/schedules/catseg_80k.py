@@ -2,6 +2,7 @@
 # 0.01x for CLIP parameters, cosine decay over 80k iterations, grad clipping 0.01.
 optim_wrapper = dict(
     type='OptimWrapper',
+    constructor='PeftOptimWrapperConstructor',  # a PEFT config's lr_mult sets its CLIP's rate
     optimizer=dict(type='AdamW', lr=2e-4, weight_decay=1e-4),
     paramwise_cfg=dict(custom_keys={'backbone.clip': dict(lr_mult=0.01)}),
     clip_grad=dict(max_norm=0.01, norm_type=2),

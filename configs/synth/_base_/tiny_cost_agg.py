@@ -41,6 +41,7 @@ custom_hooks = [dict(type='VocabularyHook')]
 max_iters = 200
 optim_wrapper = dict(
     type='OptimWrapper',
+    constructor='PeftOptimWrapperConstructor',  # a PEFT config's lr_mult sets its CLIP's rate
     optimizer=dict(type='AdamW', lr=1e-2, weight_decay=1e-4),
     paramwise_cfg=dict(custom_keys={'backbone.clip': dict(lr_mult=0.01)}),
     clip_grad=dict(max_norm=1.0, norm_type=2),

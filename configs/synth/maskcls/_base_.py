@@ -54,6 +54,7 @@ test_evaluator = {{_base_.test_evaluator_with_oracles}}
 max_iters = 300
 optim_wrapper = dict(
     type='OptimWrapper',
+    constructor='PeftOptimWrapperConstructor',  # a PEFT config's lr_mult sets its CLIP's rate
     optimizer=dict(type='AdamW', lr=1e-2, weight_decay=1e-4),
     paramwise_cfg=dict(custom_keys={'backbone.clip': dict(lr_mult=0.1)}),
     clip_grad=dict(max_norm=1.0, norm_type=2),
