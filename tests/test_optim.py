@@ -75,3 +75,23 @@ def test_a_config_whose_optimizer_would_ignore_lr_mult_is_refused():
     with pytest.raises(InputError, match=r"tiny_catseg.py: model.clip.peft.lr_mult is set, but optim_wrapper.constructor "
                                          r"is 'DefaultOptimWrapperConstructor'"):
         load_config(config, cfg_options={**options, "optim_wrapper.constructor": "DefaultOptimWrapperConstructor"})
+
+
+@pytest.mark.parametrize("config, clip_mult", [("full.py", 0.03), ("hclip.py", 0.1)])
+def test_embedded_benchmark_gives_full_fine_tuning_its_own_clip_rate(config, clip_mult):
+    """Benchmark v3: the PEFT methods' CLIP at 0.1x the head's rate, full fine-tuning at 0.03x (it stalls
+    at 0.1x), through the config files as a trial builds them."""
+    from mmseg.registry import MODELS
+
+    from ovbench.train import load_config
+
+    init_default_scope("mmseg")
+    cfg = load_config(str(REPO_ROOT / "configs" / "synth" / config))
+    model = MODELS.build(cfg.model)
+    wrapper = build_optim_wrapper(model, cfg.optim_wrapper)
+    base = cfg.optim_wrapper.optimizer.lr
+    got = rates(model, wrapper)
+    clip = [lr for n, (lr, _) in got.items() if n.startswith("backbone.clip.")]
+    head = [lr for n, (lr, _) in got.items() if not n.startswith("backbone.clip.")]
+    assert clip and all(lr == pytest.approx(base * clip_mult) for lr in clip), sorted(set(clip))
+    assert head and all(lr == pytest.approx(base) for lr in head), sorted(set(head))
