@@ -2,6 +2,7 @@
 
     python benchmarks/recipe_change.py ablations/peft_methods.yaml ablations/recipe_v3.yaml
     python benchmarks/recipe_change.py A.yaml B.yaml --metric synth_large/mIoU --reports reports
+    python benchmarks/recipe_change.py ablations/block_size.yaml ablations/block_size.yaml --old-reports reports/v2
 
 A recipe probe (issue 20) asks whether a candidate recipe helps every method, not one. Running the old
 recipe's rows again in the new study would double its cost, and on one machine line a seed's trial
@@ -92,12 +93,18 @@ def main() -> None:
     parser.add_argument("new", help="ablation file of the study on the new recipe (the same swept keys)")
     parser.add_argument("--metric", default=None, help="default: the new study's objective")
     parser.add_argument("--reports", default="reports", help="folder of the committed reports")
+    parser.add_argument("--old-reports", default=None,
+                        help="folder of the old study's report, if not --reports (a study re-run on a new benchmark "
+                             "version, its old report moved to e.g. reports/v2)")
     parser.add_argument("--allow-devices", action="store_true",
                         help="pair trials even when the two studies' machine lines differ (the pairing is then "
                              "confounded with the machine)")
     args = parser.parse_args()
     files = [str(Path(f).resolve()) for f in (args.old, args.new)]
-    reports = Path(args.reports).resolve() if Path(args.reports).exists() else ROOT / args.reports
+    def folder(name: str) -> Path:
+        return Path(name).resolve() if Path(name).exists() else ROOT / name
+
+    reports, old_reports = folder(args.reports), folder(args.old_reports or args.reports)
     os.chdir(ROOT)
     sys.path.insert(0, str(ROOT))
     import pandas as pd
@@ -111,8 +118,8 @@ def main() -> None:
         sys.exit(f"error: {args.new} sweeps {', '.join(new_spec.space)} but {args.old} sweeps "
                  f"{', '.join(old_spec.space)}; settings can only be paired over the same keys")
     frames = []
-    for spec, file in ((old_spec, args.old), (new_spec, args.new)):
-        csv = reports / spec.study / "trials.csv"
+    for spec, file, root in ((old_spec, args.old, old_reports), (new_spec, args.new, reports)):
+        csv = root / spec.study / "trials.csv"
         if not csv.is_file():
             sys.exit(f"error: {csv}: no trials.csv for study '{spec.study}' of {file}; run and report it first")
         frames.append(pd.read_csv(csv))

@@ -46,3 +46,21 @@ def test_machine_lines_refuse_known_differences_and_warn_on_unrecorded_ones():
     assert "different machine lines" in error and not warning
     error, warning = rc.device_problem(["cpu (x86_64, 2 cores)"], [a])
     assert not error and "do not name the processor" in warning
+
+
+def test_a_study_re_run_on_a_new_version_pairs_with_its_moved_old_report(tmp_path):
+    """block_size re-run on v3 against its v2 report moved to reports/v2: the same ablation file twice."""
+    import subprocess
+    import sys
+
+    q, device = "model.clip.peft.q", "cpu (Some CPU, x86_64 AVX2, 2 cores, torch threads=1)"
+    for folder, values in (("reports/v2", [10.0, 12.0, 11.0]), ("reports", [13.0, 14.0, 15.0])):
+        out = tmp_path / folder / "block_size"
+        out.mkdir(parents=True)
+        pd.DataFrame([{"state": "COMPLETE", "seed": s, q: 32, METRIC: m, "device": device}
+                      for s, m in enumerate(values)]).to_csv(out / "trials.csv", index=False)
+    ablation = str(SCRIPT.parents[1] / "ablations" / "block_size.yaml")
+    proc = subprocess.run([sys.executable, str(SCRIPT), ablation, ablation, "--reports", str(tmp_path / "reports"),
+                           "--old-reports", str(tmp_path / "reports" / "v2")], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert "| q=32 | 3 | 11.00" in proc.stdout and "| 14.00 ± 2.48 | 3.00 ± 2.48 |" in proc.stdout, proc.stdout
