@@ -326,10 +326,11 @@ def test_train_progress_reads_iteration_and_eta(tmp_path):
 def own_host_name_prefix() -> list:
     """``unshare -u`` + a host name that resolves nowhere, where this machine allows a UTS namespace
     (root, as CI); else nothing. torchrun's default rendezvous address is the host's name."""
-    probe = subprocess.run(["unshare", "-u", "true"], capture_output=True) if shutil.which("unshare") else None
-    if probe is None or probe.returncode != 0:
+    prefix = ["unshare", "-u", "sh", "-c", 'hostname ovbench-unresolvable-host && exec "$@"', "sh"]
+    if not shutil.which("unshare"):
         return []
-    return ["unshare", "-u", "sh", "-c", 'hostname ovbench-unresolvable-host && exec "$@"', "sh"]
+    probe = subprocess.run(prefix + ["true"], capture_output=True)  # unshare, hostname and the namespace
+    return prefix if probe.returncode == 0 else []
 
 
 def trial_logs(work: Path) -> str:
