@@ -90,14 +90,14 @@ def load_config(
     return cfg
 
 
-def _peft_lr_mults(node: Any, path: str = "model") -> List[str]:
+def _peft_lr_mult_keys(node: Any, path: str = "model") -> List[str]:
     """Dotted keys of every PEFT config under ``node`` that sets ``lr_mult``."""
     found: List[str] = []
     if isinstance(node, dict):
         for key, value in node.items():
             if key == "peft" and isinstance(value, dict) and value.get("lr_mult") is not None:
                 found.append(f"{path}.peft.lr_mult")
-            found.extend(_peft_lr_mults(value, f"{path}.{key}"))
+            found.extend(_peft_lr_mult_keys(value, f"{path}.{key}"))
     return found
 
 
@@ -105,7 +105,7 @@ def check_peft_lr_mult(cfg: Config, config: str = "the config") -> None:
     """Refuse a PEFT ``lr_mult`` that the optimizer would ignore: only
     :class:`ovbench.models.optim.PeftOptimWrapperConstructor` (or a subclass) applies it, and
     under mmengine's default constructor the CLIP would train at the config's rate, silently."""
-    keys = _peft_lr_mults(cfg.get("model"))
+    keys = _peft_lr_mult_keys(cfg.get("model"))
     if not keys:
         return
     from mmseg.registry import OPTIM_WRAPPER_CONSTRUCTORS
