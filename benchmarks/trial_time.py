@@ -37,6 +37,24 @@ of training amplify a 1e-8 difference in the loss after 5 steps into a different
 thread-count change does (benchmarks/noise_floor.py measures this floating-point noise). The ±0.05
 bar can only hold for changes that keep every float operation, like those of row 3.
 
+**Benchmark v4** (2026-12-05, ``--against a59a146 2009cb7 52ec808``, one run, each trial with 2
+threads, machine otherwise idle; this day's machine ran a59a146's trial in 145 s where 2026-12-03's
+took 351 s, so compare only within the run):
+
+| commit | whole trial s | speed-up | train s | evaluation + start-up s |
+|---|---|---|---|---|
+| a59a146 (v1: 200 / 150 / 100 evaluation images) | 145.2 | 1.00x | 105.3 | 39.9 |
+| 2009cb7 (v3: two-stage head; 600 / 450 / 300 images) | 112.1 | 1.30x | 81.7 | 30.4 |
+| 52ec808 (v4: one-stage decoder, the same images) | 92.5 | 1.57x | 65.2 | 27.3 |
+
+v4 trains 1.61x faster than a59a146 and evaluates three times the images in 0.68x the time. v3 and
+v4 score alike over 5 seeds (reports/decoder_v4); one seed's figures differ (synth_large unseen
+26.17 vs 24.94 here), as any change of float operations does. Phases of v4's trial (default mode,
+same day, 2 threads): start-up 4.1 s, builds 0.9 s, training 66.8 s (forward 0.142, backward 0.177,
+optimizer 0.006 s/iter; loop 0.334 against bare 0.337 s/iter: overhead ratio 0.99), evaluation
+10.2 / 4.8 / 2.3 s, FLOPs 0.1 s, panels 0.7 s. **The 2x bar is not met**: it needs the training loop
+at about 0.23 s/iter, 30% below v4's, and that loop is the head's compute (overhead ratio 1.0).
+
 **What was tried on the head** (median s/iter of forward + backward + AdamW on one pre-built
 batch of block_size q=32, one thread; this machine's run-to-run spread is about ±15%):
 
