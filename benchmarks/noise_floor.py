@@ -4,6 +4,7 @@
     python benchmarks/noise_floor.py --no-run        # analyse what has been run
     python benchmarks/noise_floor.py --rerun         # every point again (after a benchmark version change)
     python benchmarks/noise_floor.py --ablation F --threads-setting peft=hclip
+    python benchmarks/noise_floor.py --isa-seeds 0 1 2 3 4  # also retrain those seeds with AVX2 kernels
     python benchmarks/noise_floor.py --no-run --ablation ablations/train_length.yaml \
         --threads-setting max_iters=200           # does training longer lower the seed noise?
 
@@ -23,7 +24,13 @@ set's objective-style metric it separates three sources of noise (issue 20):
   average out); a seed sd near it says the spread is per-class swings, which more classes would;
 * **floating-point noise**: the same seed trained with 1 thread (the study's trial: local workers
   get one thread each on 2 cores) and with 2 threads (one extra trial): every operation is the
-  same up to the order of float additions.
+  same up to the order of float additions;
+* **instruction-set noise** (``--isa-seeds``), a stand-in for another processor: the same seeds
+  trained with PyTorch's, oneDNN's and MKL's kernels held to AVX2 (``ATEN_CPU_CAPABILITY``,
+  ``ONEDNN_MAX_CPU_ISA``, ``MKL_CBWR``), as on a processor without AVX-512. Other kernels sum floats
+  in another order, which is what moves a seed between machines. It is measured on one machine, so
+  it is an emulation of a second processor, not a second machine (which this project's CI has not
+  got); its paired differences say whether the seed CIs would cover a change of machine.
 
 Then the **minimum detectable difference** (MDD) at 3 and 5 seeds: the true difference a
 two-sided paired t test at alpha = 0.05 finds with 80% power (noncentral t;
@@ -79,9 +86,16 @@ def study_trial(df: Any, labels: List[str], setting: str, seed: int) -> Optional
     return None
 
 
-def thread_trial(spec: Any, setting: str, seed: int, threads: int, run: bool = True) -> Optional[Dict[str, Any]]:
-    """One trial of ``setting`` (its label, e.g. ``peft=hclip``) with ``threads`` torch threads, outside
-    the study (its own work folder); reused if it already finished, run only if ``run``."""
+# Environment that holds every kernel library to AVX2, as on a processor without AVX-512 (PyTorch's
+# ATen dispatch, oneDNN's convolutions and MKL's BLAS; each documented by its library).
+AVX2_ENV = {"ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2", "MKL_CBWR": "AVX2"}
+
+
+def variant_trial(spec: Any, setting: str, seed: int, threads: int, isa: str = "native",
+                  run: bool = True) -> Optional[Dict[str, Any]]:
+    """One trial of ``setting`` (its label, e.g. ``peft=hclip``) with ``threads`` torch threads and
+    kernels for ``isa`` (``native`` or ``avx2``), outside the study (its own work folder); reused if it
+    already finished, run only if ``run``."""
     from ovbench.data.synth.writers import benchmark_version
     from ovbench.sweep.executor import prepare_datasets, trial_request
     from ovbench.sweep.labels import setting_label
@@ -94,20 +108,57 @@ def thread_trial(spec: Any, setting: str, seed: int, threads: int, run: bool = T
         raise SystemExit(f"no setting {setting!r} in {spec.study}; the settings are {sorted(set(labels))}")
     roots = prepare_datasets(spec)
     version = (benchmark_version(roots) or "data").split(" (")[0].replace(" ", "-")  # a new version runs anew
-    work = default_work_root(spec) / "threads" / f"{version}-{setting.replace('=', '-')}-seed{seed}-t{threads}"
+    name = f"{version}-{setting.replace('=', '-')}-seed{seed}-t{threads}" + ("" if isa == "native" else f"-{isa}")
+    work = default_work_root(spec) / "threads" / name
     result = work / "result.json"
     if not result.is_file() and run:
         work.mkdir(parents=True, exist_ok=True)
         claim = SimpleNamespace(point=point, trial=SimpleNamespace(number=0), work_dir=work)
         req = trial_request(spec, claim, roots)
         (work / "request.json").write_text(json.dumps(req, indent=2, default=str))
-        env = dict(os.environ, OMP_NUM_THREADS=str(threads))
-        print(f"thread check: {setting} seed {seed} with {threads} thread(s) -> {work}", flush=True)
+        env = dict(os.environ, OMP_NUM_THREADS=str(threads), **(AVX2_ENV if isa == "avx2" else {}))
+        print(f"variant: {setting} seed {seed}, {threads} thread(s), {isa} kernels -> {work}", flush=True)
         with open(work / "trial.log", "w") as log:
             subprocess.call([sys.executable, "-m", "ovbench.sweep.trial", str(work / "request.json")],
                             cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
     data = json.loads(result.read_text()) if result.is_file() else {}
     return data if data.get("status") == "ok" else None
+
+
+def isa_trials(spec: Any, setting: str, seeds: List[int], run: bool) -> Dict[int, Dict[str, Any]]:
+    """The AVX2-kernel trials of ``setting`` for ``seeds``, two at a time (one thread each, as the
+    study's own trials run), by seed; seeds whose trial failed or was not run are left out."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        done = pool.map(lambda seed: variant_trial(spec, setting, seed, 1, "avx2", run), seeds)
+        return {seed: trial for seed, trial in zip(seeds, done) if trial}
+
+
+def print_isa_check(df: Any, labels: List[str], setting: str, avx2: Dict[int, Dict[str, Any]],
+                    metrics: List[str]) -> None:
+    """Per metric: the paired differences AVX2 - native kernels over the seeds, beside the seed sd."""
+    from ovbench.report import stats
+
+    print(f"\ninstruction-set noise (emulated processor without AVX-512): {setting}, seeds "
+          f"{sorted(avx2)}, AVX2 - native kernels, 1 thread each:\n")
+    print("| metric | native mean | AVX2 mean | per-seed differences | mean difference ± 95% CI (p) "
+          "| largest \\|difference\\| | sd of differences | seed sd (native) |\n|---|---|---|---|---|---|---|---|")
+    for metric in metrics:
+        set_name, key = metric.split("/", 1)
+        native, other = {}, {}
+        for seed, trial in sorted(avx2.items()):
+            own = study_trial(df, labels, setting, seed)
+            if own:
+                native[seed], other[seed] = own["metrics"][set_name][key], trial["metrics"][set_name][key]
+        if len(native) < 2:
+            continue
+        diffs = [other[s] - native[s] for s in native]
+        test = stats.paired_difference(other, native)
+        print(f"| {metric} | {statistics.mean(native.values()):.2f} | {statistics.mean(other.values()):.2f} | "
+              f"{' '.join(f'{d:+.2f}' for d in diffs)} | {test.mean:+.2f} ± {test.half_width:.2f} "
+              f"({stats.fmt_p(test.p)}) | {max(abs(d) for d in diffs):.2f} | {sd(diffs):.2f} | "
+              f"{sd(list(native.values())):.2f} |")
 
 
 def sd(values: List[float]) -> float:
@@ -197,6 +248,9 @@ def main() -> None:
     parser.add_argument("--rerun", action="store_true", help="run every point again (a new benchmark version)")
     parser.add_argument("--threads-setting", default="peft=hclip", help="the setting of the 1-vs-2-thread check")
     parser.add_argument("--threads-seed", type=int, default=0)
+    parser.add_argument("--isa-seeds", type=int, nargs="*", default=[],
+                        help="retrain the threads setting with these seeds on AVX2 kernels (a stand-in "
+                             "for another processor) and compare each with the study's own trial")
     args = parser.parse_args()
     os.chdir(ROOT)
     sys.path.insert(0, str(ROOT))
@@ -215,7 +269,8 @@ def main() -> None:
     rows = decomposition(df, labels, metrics)
 
     one = study_trial(df, labels, args.threads_setting, args.threads_seed)  # the study runs 1 thread per trial
-    two = thread_trial(spec, args.threads_setting, args.threads_seed, 2, run=not args.no_run)
+    two = variant_trial(spec, args.threads_setting, args.threads_seed, 2, run=not args.no_run)
+    avx2 = isa_trials(spec, args.threads_setting, args.isa_seeds, run=not args.no_run)
     settings = sorted(set(labels))
     print(f"# noise floor: {spec.study} ({args.ablation}), {len(df)} trials\n")
     print("| setting | metric | seeds | mean | seed sd | seed sd if classes independent | bootstrap sd (images) "
@@ -242,6 +297,8 @@ def main() -> None:
             set_name, key = metric.split("/", 1)
             x, y = one["metrics"][set_name][key], two["metrics"][set_name][key]
             print(f"| {metric} | {x:.2f} | {y:.2f} | {y - x:+.2f} |")
+    if avx2:
+        print_isa_check(df, labels, args.threads_setting, avx2, metrics)
 
 
 if __name__ == "__main__":
