@@ -34,3 +34,18 @@ def test_ablation_file_is_valid_and_every_point_builds(path):
 
             built = build_peft_config(copy.deepcopy(dict(peft)))
             assert type(built).method_name == peft["type"], point
+
+
+@pytest.mark.parametrize("path", [p for p in ABLATIONS if p.stem != "ci"], ids=lambda p: p.stem)
+def test_every_shipped_study_has_seeds_and_something_to_compare_with(path):
+    """Issue 19: at least 3 seeds, and a ``reference:`` wherever the study has two settings to pair;
+    a one-setting study pairs with another study's trials, which its description must name."""
+    from ovbench.sweep.labels import setting_label
+
+    spec = load_spec(path)
+    assert len(spec.seeds) >= 3
+    settings = {setting_label(p, list(spec.space)) for p in spec.grid_points()}
+    if len(settings) > 1:
+        assert spec.reference in settings
+    else:
+        assert "compare with" in spec.description
