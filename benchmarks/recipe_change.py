@@ -3,6 +3,8 @@
     python benchmarks/recipe_change.py ablations/peft_methods.yaml ablations/recipe_v3.yaml
     python benchmarks/recipe_change.py A.yaml B.yaml --metric synth_large/mIoU --reports reports
     python benchmarks/recipe_change.py ablations/block_size.yaml ablations/block_size.yaml --old-reports reports/v2
+    python benchmarks/recipe_change.py ablations/noise_floor.yaml ablations/decoder_v4.yaml --old-reports reports/v3 \
+        --pair peft=hclip aggregator=one_stage    # one setting each, different swept keys
 
 A recipe probe (issue 20) asks whether a candidate recipe helps every method, not one. Running the old
 recipe's rows again in the new study would double its cost, and on one machine line a seed's trial
@@ -10,7 +12,9 @@ reproduces exactly across studies (every probe's reference row has), so this scr
 study's trials with the old study's committed ones instead: the same setting (the same swept keys and
 values) and the same seed. Per setting it prints both means, the paired difference new - old (mean ±
 95% CI, paired t, p Holm-corrected across settings) and both seed sds with the F interval of their
-ratio (:func:`ovbench.report.stats.sd_ratio`).
+ratio (:func:`ovbench.report.stats.sd_ratio`). Studies that sweep different keys (a one-setting probe
+against one row of a study) are paired setting by setting with ``--pair OLD NEW``, each label as the
+study's own report prints it.
 
 It reads ``reports/<study>/trials.csv`` of both (no training). A seed on another processor or thread
 count is another model (docs/sweeps.md), so it refuses two studies whose recorded machine lines differ
@@ -35,6 +39,12 @@ UNRECORDED = re.compile(r"^cpu \([^,()]+, \d+ cores\)$")
 Values = Dict[str, Dict[int, float]]
 
 
+def require_columns(df, keys: Sequence[str], metric: str, name: str) -> None:
+    missing = [c for c in (*keys, metric, "seed", "state") if c not in df.columns]
+    if missing:
+        raise ValueError(f"the {name} study's trials.csv has no column(s) {', '.join(missing)}")
+
+
 def paired_values(old, new, keys: Sequence[str], metric: str) -> Tuple[Values, Values]:
     """``{setting label: {seed: metric}}`` of each study's COMPLETE trials. The labels are made from both
     frames at once, so one value prints alike in both (a study sweeping only whole numbers would
@@ -45,9 +55,7 @@ def paired_values(old, new, keys: Sequence[str], metric: str) -> Tuple[Values, V
     from ovbench.report.tables import trial_labels
 
     for name, df in (("old", old), ("new", new)):
-        missing = [c for c in (*keys, metric, "seed", "state") if c not in df.columns]
-        if missing:
-            raise ValueError(f"the {name} study's trials.csv has no column(s) {', '.join(missing)}")
+        require_columns(df, keys, metric, name)
     both = pd.concat([old, new], ignore_index=True)
     labels = trial_labels(both, list(keys))
     split = len(old)
@@ -71,18 +79,41 @@ def device_problem(old_lines: Sequence[str], new_lines: Sequence[str]) -> Tuple[
     return "", ""
 
 
-def rows(old: Values, new: Values) -> List[Dict[str, object]]:
-    """One row per setting in both studies with at least one common seed."""
+def study_values(df, keys: Sequence[str], metric: str, name: str) -> Values:
+    """``{setting label: {seed: metric}}`` of one study's COMPLETE trials, labelled by its own keys."""
+    from ovbench.report import stats
+    from ovbench.report.tables import trial_labels
+
+    require_columns(df, keys, metric, name)
+    return {k: v.get(metric, {}) for k, v in stats.per_seed(df, trial_labels(df, list(keys)), [metric]).items()}
+
+
+def named_pairs(old: Values, new: Values, pairs: Sequence[Tuple[str, str]]) -> List[Tuple[str, str]]:
+    """``--pair`` labels checked against each study's settings (a ValueError names the unknown one)."""
+    for (side, values), labels in zip((("old", old), ("new", new)), zip(*pairs)):
+        unknown = [label for label in labels if label not in values]
+        if unknown:
+            raise ValueError(f"--pair: {', '.join(map(repr, unknown))} is not a setting of the {side} study; "
+                             f"its settings are: {', '.join(values) or 'none'}")
+    return list(pairs)
+
+
+def rows(old: Values, new: Values, pairs: Sequence[Tuple[str, str]] = ()) -> List[Dict[str, object]]:
+    """One row per (old, new) setting pair with at least one common seed: ``pairs`` if given, else every
+    setting label the two studies share."""
     from ovbench.report import stats
 
-    labels = [label for label in new if label in old and set(new[label]) & set(old[label])]
-    diffs = [stats.paired_difference(new[label], old[label]) for label in labels]
+    if not pairs:
+        pairs = [(label, label) for label in new if label in old]
+    pairs = [(o, n) for o, n in pairs if set(new[n]) & set(old[o])]
+    diffs = [stats.paired_difference(new[n], old[o]) for o, n in pairs]
     out = []
-    for label, d, p in zip(labels, diffs, stats.holm([d.p for d in diffs])):
-        seeds = sorted(set(new[label]) & set(old[label]))
-        a, b = [old[label][s] for s in seeds], [new[label][s] for s in seeds]
-        out.append({"setting": label, "seeds": seeds, "old": stats.mean_ci(a), "new": stats.mean_ci(b),
-                    "diff": d, "p_holm": p, "sd_old": statistics.stdev(a) if len(a) > 1 else math.nan,
+    for (o, n), d, p in zip(pairs, diffs, stats.holm([d.p for d in diffs])):
+        seeds = sorted(set(new[n]) & set(old[o]))
+        a, b = [old[o][s] for s in seeds], [new[n][s] for s in seeds]
+        out.append({"setting": n if o == n else f"{n} vs {o}", "seeds": seeds, "old": stats.mean_ci(a),
+                    "new": stats.mean_ci(b), "diff": d, "p_holm": p,
+                    "sd_old": statistics.stdev(a) if len(a) > 1 else math.nan,
                     "sd_new": statistics.stdev(b) if len(b) > 1 else math.nan, "ratio": stats.sd_ratio(b, a)})
     return out
 
@@ -96,6 +127,10 @@ def main() -> None:
     parser.add_argument("--old-reports", default=None,
                         help="folder of the old study's report, if not --reports (a study re-run on a new benchmark "
                              "version, its old report moved to e.g. reports/v2)")
+    parser.add_argument("--pair", nargs=2, action="append", metavar=("OLD", "NEW"), default=[],
+                        help="pair the old study's setting OLD with the new study's NEW (labels as the reports "
+                             "print them, e.g. --pair peft=hclip aggregator=one_stage); repeatable; needed when "
+                             "the studies sweep different keys")
     parser.add_argument("--allow-devices", action="store_true",
                         help="pair trials even when the two studies' machine lines differ (the pairing is then "
                              "confounded with the machine)")
@@ -114,9 +149,10 @@ def main() -> None:
     from ovbench.sweep.spec import load_spec
 
     old_spec, new_spec = (load_spec(f, check_config=False) for f in files)
-    if list(old_spec.space) != list(new_spec.space):
+    if list(old_spec.space) != list(new_spec.space) and not args.pair:
         sys.exit(f"error: {args.new} sweeps {', '.join(new_spec.space)} but {args.old} sweeps "
-                 f"{', '.join(old_spec.space)}; settings can only be paired over the same keys")
+                 f"{', '.join(old_spec.space)}; settings pair by label only over the same keys: name the "
+                 f"pairs with --pair OLD NEW")
     frames = []
     for spec, file, root in ((old_spec, args.old, old_reports), (new_spec, args.new, reports)):
         csv = root / spec.study / "trials.csv"
@@ -125,14 +161,22 @@ def main() -> None:
         frames.append(pd.read_csv(csv))
     metric = args.metric or new_spec.objective_metric
     try:
-        old, new = paired_values(*frames, list(new_spec.space), metric)
+        if args.pair:
+            old = study_values(frames[0], list(old_spec.space), metric, "old")
+            new = study_values(frames[1], list(new_spec.space), metric, "new")
+        else:
+            old, new = paired_values(*frames, list(new_spec.space), metric)
     except ValueError as e:
         sys.exit(f"error: {e} (--metric {metric})")
+    try:
+        pairs = named_pairs(old, new, [tuple(p) for p in args.pair])
+    except ValueError as e:
+        sys.exit(f"error: {e}")
     lines = [distinct_values(df, "device") for df in frames]
     error, warning = device_problem(*lines)
     if error and not args.allow_devices:
         sys.exit(f"error: {error}. --allow-devices pairs them anyway")
-    table = rows(old, new)
+    table = rows(old, new, pairs)
     if not table:
         sys.exit(f"error: no setting of {new_spec.study} ({', '.join(new) or 'none'}) has a seed in common with "
                  f"{old_spec.study} ({', '.join(old) or 'none'}) on {metric}")
@@ -150,7 +194,8 @@ def main() -> None:
               f"{stats.fmt_pm(n.mean, n.half_width)} | {stats.fmt_pm(d.mean, d.half_width)} | "
               f"{stats.fmt_p(r['p_holm'])} | {r['sd_old']:.2f} / {r['sd_new']:.2f} | "
               f"{q.ratio:.2f} [{q.low:.2f}, {q.high:.2f}] |")
-    missing = [label for label in new if label not in {r["setting"] for r in table}]
+    compared = {n for o, n in pairs} if pairs else {r["setting"] for r in table}
+    missing = [label for label in new if label not in compared]
     if missing:
         print(f"\nnot in {old_spec.study} (or no common seed), not compared: {', '.join(missing)}")
 

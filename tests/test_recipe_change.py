@@ -64,3 +64,21 @@ def test_a_study_re_run_on_a_new_version_pairs_with_its_moved_old_report(tmp_pat
                            "--old-reports", str(tmp_path / "reports" / "v2")], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
     assert "| q=32 | 3 | 11.00" in proc.stdout and "| 14.00 ± 2.48 | 3.00 ± 2.48 |" in proc.stdout, proc.stdout
+
+
+def test_named_pairs_compare_studies_that_sweep_different_keys():
+    old = trials([(22.9, 0, 20.0), (22.9, 1, 21.0), (22.9, 2, 19.0), (5.0, 0, 10.0)])
+    new = pd.DataFrame([{"state": "COMPLETE", "seed": s, "model.aggregator": "one_stage", METRIC: m}
+                        for s, m in [(0, 21.0), (1, 23.0), (2, 20.0)]])
+    a = rc.study_values(old, [KEY], METRIC, "old")
+    b = rc.study_values(new, ["model.aggregator"], METRIC, "new")
+    pairs = rc.named_pairs(a, b, [("cost_scale=22.9", "aggregator=one_stage")])
+    (row,) = rc.rows(a, b, pairs)
+    assert row["setting"] == "aggregator=one_stage vs cost_scale=22.9" and row["seeds"] == [0, 1, 2]
+    assert row["diff"].mean == pytest.approx((1 + 2 + 1) / 3)
+
+
+def test_a_named_pair_with_an_unknown_label_is_an_error_that_lists_the_settings():
+    a = rc.study_values(trials([(5.0, 0, 1.0)]), [KEY], METRIC, "old")
+    with pytest.raises(ValueError, match="'cost_scale=6' is not a setting of the old study; its settings are: cost_scale=5"):
+        rc.named_pairs(a, a, [("cost_scale=6", "cost_scale=5")])
