@@ -35,7 +35,10 @@ s/iter): not a clear win. What a variant scores is a study's question: the one-s
 ablations/decoder_stages.yaml (5 seeds), trained in 0.73x the time and was not distinguishable from
 the v2 head's mean at 400 iterations (-0.41 ± 5.00), but with twice its seed spread
 (reports/decoder_stages/notes.md). On v3's recipe it scored as the two-stage head with the same seed
-spread (reports/decoder_v4/notes.md) and became benchmark v4's head.
+spread (reports/decoder_v4/notes.md) and became benchmark v4's head. One aggregation layer on v4
+(ablations/one_layer.yaml, 5 seeds, paired with noise_floor's v4 trials) scored -2.27 ± 2.98 synth_large
+unseen mIoU (p = 0.10; lower on 3 of 4 metrics) and trained in 0.77x the time: not adopted
+(reports/one_layer/notes.md).
 """
 from __future__ import annotations
 
