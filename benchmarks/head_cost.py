@@ -52,7 +52,11 @@ unseen mIoU (p = 0.10; lower on 3 of 4 metrics) and trained in 0.77x the time: n
 | guidance 16 (appearance and text) | 76,601 | 0.527 | 0.95 |
 
 Two heads instead of four cost the same arithmetic but 15% less time: on one core each head's small
-matrix products cost more in overhead than in arithmetic. What it scores: ablations/two_heads.yaml.
+matrix products cost more in overhead than in arithmetic. What it scores: ablations/two_heads.yaml
+(the same as v4's head, reports/two_heads/notes.md). A second run the same day: 2 heads 0.90x (0.491
+against 0.547 s/iter), 2 heads with hidden 24 0.80x (58,417 parameters; scores not measured). At
+0.80x of the loop, a v4 trial (training 65 of 92.5 s) would be about 80 s, 1.8x a59a146's: still
+short of issue 18's 2x.
 """
 from __future__ import annotations
 
