@@ -144,13 +144,12 @@ def print_isa_check(df: Any, labels: List[str], setting: str, avx2: Dict[int, Di
           f"{sorted(avx2)}, AVX2 - native kernels, 1 thread each:\n")
     print("| metric | native mean | AVX2 mean | per-seed differences | mean difference ± 95% CI (p) "
           "| largest \\|difference\\| | sd of differences | seed sd (native) |\n|---|---|---|---|---|---|---|---|")
+    own = {seed: study_trial(df, labels, setting, seed) for seed in sorted(avx2)}
+    pairs = {seed: (own[seed], trial) for seed, trial in avx2.items() if own[seed]}  # seeds the study has
     for metric in metrics:
         set_name, key = metric.split("/", 1)
-        native, other = {}, {}
-        for seed, trial in sorted(avx2.items()):
-            own = study_trial(df, labels, setting, seed)
-            if own:
-                native[seed], other[seed] = own["metrics"][set_name][key], trial["metrics"][set_name][key]
+        native = {seed: a["metrics"][set_name][key] for seed, (a, _) in sorted(pairs.items())}
+        other = {seed: b["metrics"][set_name][key] for seed, (_, b) in sorted(pairs.items())}
         if len(native) < 2:
             continue
         diffs = [other[s] - native[s] for s in native]

@@ -51,7 +51,6 @@ def paired_values(old, new, keys: Sequence[str], metric: str) -> Tuple[Values, V
     otherwise print ``5`` where the other prints ``5.0``)."""
     import pandas as pd
 
-    from ovbench.report import stats
     from ovbench.report.tables import trial_labels
 
     for name, df in (("old", old), ("new", new)):
@@ -59,11 +58,14 @@ def paired_values(old, new, keys: Sequence[str], metric: str) -> Tuple[Values, V
     both = pd.concat([old, new], ignore_index=True)
     labels = trial_labels(both, list(keys))
     split = len(old)
+    return labelled_values(old, labels[:split], metric), labelled_values(new, labels[split:], metric)
 
-    def values(df, lab) -> Values:
-        return {k: v.get(metric, {}) for k, v in stats.per_seed(df, lab, [metric]).items()}
 
-    return values(old, labels[:split]), values(new, labels[split:])
+def labelled_values(df, labels: Sequence[str], metric: str) -> Values:
+    """``{label: {seed: metric}}`` of ``df``'s COMPLETE trials, ``labels`` one per row."""
+    from ovbench.report import stats
+
+    return {k: v.get(metric, {}) for k, v in stats.per_seed(df, list(labels), [metric]).items()}
 
 
 def device_problem(old_lines: Sequence[str], new_lines: Sequence[str]) -> Tuple[str, str]:
@@ -81,11 +83,10 @@ def device_problem(old_lines: Sequence[str], new_lines: Sequence[str]) -> Tuple[
 
 def study_values(df, keys: Sequence[str], metric: str, name: str) -> Values:
     """``{setting label: {seed: metric}}`` of one study's COMPLETE trials, labelled by its own keys."""
-    from ovbench.report import stats
     from ovbench.report.tables import trial_labels
 
     require_columns(df, keys, metric, name)
-    return {k: v.get(metric, {}) for k, v in stats.per_seed(df, trial_labels(df, list(keys)), [metric]).items()}
+    return labelled_values(df, trial_labels(df, list(keys)), metric)
 
 
 def named_pairs(old: Values, new: Values, pairs: Sequence[Tuple[str, str]]) -> List[Tuple[str, str]]:
@@ -111,7 +112,7 @@ def rows(old: Values, new: Values, pairs: Sequence[Tuple[str, str]] = ()) -> Lis
     for (o, n), d, p in zip(pairs, diffs, stats.holm([d.p for d in diffs])):
         seeds = sorted(set(new[n]) & set(old[o]))
         a, b = [old[o][s] for s in seeds], [new[n][s] for s in seeds]
-        out.append({"setting": n if o == n else f"{n} vs {o}", "seeds": seeds, "old": stats.mean_ci(a),
+        out.append({"setting": n if o == n else f"{n} vs {o}", "new_setting": n, "seeds": seeds, "old": stats.mean_ci(a),
                     "new": stats.mean_ci(b), "diff": d, "p_holm": p,
                     "sd_old": statistics.stdev(a) if len(a) > 1 else math.nan,
                     "sd_new": statistics.stdev(b) if len(b) > 1 else math.nan, "ratio": stats.sd_ratio(b, a)})
@@ -194,8 +195,7 @@ def main() -> None:
               f"{stats.fmt_pm(n.mean, n.half_width)} | {stats.fmt_pm(d.mean, d.half_width)} | "
               f"{stats.fmt_p(r['p_holm'])} | {r['sd_old']:.2f} / {r['sd_new']:.2f} | "
               f"{q.ratio:.2f} [{q.low:.2f}, {q.high:.2f}] |")
-    compared = {n for o, n in pairs} if pairs else {r["setting"] for r in table}
-    missing = [label for label in new if label not in compared]
+    missing = [label for label in new if label not in {r["new_setting"] for r in table}]
     if missing:
         print(f"\nnot in {old_spec.study} (or no common seed), not compared: {', '.join(missing)}")
 
