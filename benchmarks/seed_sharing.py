@@ -13,7 +13,10 @@ two-way ANOVA over settings x seeds (:func:`ovbench.report.stats.seed_split`), i
 * **shared**: what a seed does alike in every setting of the study (cancels in a paired test);
 * **interaction**: the rest; a paired difference has sd sqrt(2) x this,
 
-then prints the minimum detectable difference of a paired test over 5 seeds (80% power, alpha 0.05)
+and prints beside them the settings' own part (the sd of their means beyond the interaction, with its F
+test): a study's effect size, or, in ablations/seed_parts.yaml, whose settings are random image orders,
+the order's share of the seed noise (the "shared" column is then the initial weights' and flips' share).
+Then it prints the minimum detectable difference of a paired test over 5 seeds (80% power, alpha 0.05)
 from the interaction (measured pairing) and from the pooled seed sd as if seeds were unrelated.
 Studies whose settings break training on some seeds (learning_rate's 4e-2) inflate the shared part
 with those runs. Figures are for this machine's trials; never compare them across machines.
@@ -46,7 +49,7 @@ def main() -> None:
 
     files = args.ablations or sorted(glob.glob("ablations/*.yaml"))
     print("| study | metric | seeds x settings | pooled seed sd | shared | interaction | F (p) | "
-          "MDD 5 seeds, paired | MDD 5 seeds, seeds unrelated |\n|---|---|---|---|---|---|---|---|---|")
+          "settings (p) | MDD 5 seeds, paired | MDD 5 seeds, seeds unrelated |\n|---|---|---|---|---|---|---|---|---|---|")
     for file in files:
         spec = load_spec(file, check_config=False)
         csv = Path(args.reports) / spec.study / "trials.csv"
@@ -63,7 +66,7 @@ def main() -> None:
         unrelated = stats.minimum_detectable_difference(math.sqrt(2) * split.pooled_sd, 5)
         print(f"| {spec.study} | {metric} | {split.seeds} x {split.settings} | {split.pooled_sd:.2f} | "
               f"{split.shared_sd:.2f} | {split.interaction_sd:.2f} | {split.f:.2f} ({stats.fmt_p(split.p)}) | "
-              f"{paired:.2f} | {unrelated:.2f} |")
+              f"{split.setting_sd:.2f} ({stats.fmt_p(split.setting_p)}) | {paired:.2f} | {unrelated:.2f} |")
 
 
 if __name__ == "__main__":

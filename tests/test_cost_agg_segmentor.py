@@ -119,3 +119,33 @@ def test_predict_with_alignment_runs_the_image_tower_once_per_batch():
         expected = alignment_stats(cost[i], _gt_on_grid(r, inputs.shape[2:], cost.shape[2:]))
         for key in ("sum_cos", "sum_margin", "count"):
             assert (r.alignment[key] == expected[key]).all(), key
+
+
+def test_own_head_stream_gives_every_peft_setting_the_same_head_for_a_seed():
+    """Common random numbers: LoRA of rank 2 and 8 draw different numbers of random values before the
+    head is built, so on the shared stream seed 7 gives them different heads; with ``own_head_stream``
+    the same head. The CLIP side draws as before either way."""
+    from mmengine.config import Config
+    from mmseg.registry import MODELS
+
+    import ovbench  # noqa: F401  (registers the models)
+
+    base = Config.fromfile(str(CONFIG)).model
+
+    def build(rank: int, own: bool):
+        cfg = base.copy()
+        cfg["clip"] = dict(cfg["clip"], peft=dict(type="lora", r=rank))
+        torch.manual_seed(7)
+        return MODELS.build(dict(cfg, own_head_stream=own))
+
+    def head(model) -> torch.Tensor:
+        return torch.cat([p.detach().flatten() for p in model.aggregator.parameters()])
+
+    def lora(model) -> torch.Tensor:
+        return torch.cat([p.detach().flatten() for n, p in model.backbone.named_parameters() if "lora" in n])
+
+    shared2, shared8, own2, own8 = build(2, False), build(8, False), build(2, True), build(8, True)
+    assert not torch.equal(head(shared2), head(shared8))
+    assert torch.equal(head(own2), head(own8))
+    assert not torch.equal(head(own2), head(shared2))
+    assert torch.equal(lora(own2), lora(shared2)) and torch.equal(lora(own8), lora(shared8))

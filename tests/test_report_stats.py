@@ -261,6 +261,7 @@ def test_seed_split_separates_what_a_seed_does_in_every_setting_from_the_rest():
     assert split.interaction_sd == pytest.approx(0.0, abs=1e-9)
     assert split.shared_sd == pytest.approx(np.std(list(seed_effect.values()), ddof=1))
     assert split.pooled_sd == pytest.approx(split.shared_sd) and split.p == 0.0
+    assert split.setting_sd == pytest.approx(np.std([10.0, 13.0], ddof=1)) and split.setting_p == 0.0
 
     constant = stats.seed_split({"a": {0: 75.72, 1: 75.72}, "b": {0: 75.72, 1: 75.72}})
     assert constant.interaction_sd == 0.0 and math.isnan(constant.p)  # nothing moves: no test, not p=0
@@ -268,6 +269,7 @@ def test_seed_split_separates_what_a_seed_does_in_every_setting_from_the_rest():
     crossed = {"a": {0: 1.0, 1: -1.0, 2: 1.0}, "b": {0: -1.0, 1: 1.0, 2: -1.0}}
     split = stats.seed_split(crossed)
     assert split.shared_sd == 0.0 and split.interaction_sd > 0 and split.p == pytest.approx(1.0)
+    assert split.setting_sd == 0.0 and split.setting_p == pytest.approx(sp.f.sf(0.25, 1, 2))  # means +-1/3: MS 2/3 vs 8/3
 
     rng = np.random.default_rng(3)
     x = rng.normal(size=(5, 3)) + rng.normal(size=(5, 1))  # seeds x settings, a shared seed part
@@ -283,6 +285,9 @@ def test_seed_split_separates_what_a_seed_does_in_every_setting_from_the_rest():
     assert split.f == pytest.approx(ms_seed / ms_inter)
     assert split.p == pytest.approx(sp.f.sf(ms_seed / ms_inter, 4, 8))
     assert split.pooled_sd == pytest.approx(math.sqrt(y.var(0, ddof=1).mean()))
+    ms_setting = 5 * ((y.mean(0) - y.mean()) ** 2).sum() / 2
+    assert split.setting_sd == pytest.approx(math.sqrt(max(ms_setting - ms_inter, 0.0) / 5))
+    assert split.setting_p == pytest.approx(sp.f.sf(ms_setting / ms_inter, 2, 8))
     # a paired difference's sd is sqrt(2) x the interaction sd, averaged over the pairs of settings
     pair_vars = [np.var(y[:, a] - y[:, b], ddof=1) for a in range(3) for b in range(a + 1, 3)]
     assert np.mean(pair_vars) == pytest.approx(2 * ms_inter)

@@ -25,7 +25,7 @@ import math
 import statistics
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, List, Mapping, Optional, Sequence
+from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 
 import pandas as pd
 
@@ -191,7 +191,10 @@ class SeedSplit:
     one trial per cell). ``pooled_sd``: the seed sd within a setting, pooled; ``shared_sd``: the part a
     seed does alike in every setting (its data order, its head initialisation); ``interaction_sd``:
     the rest, which is what a paired difference sees (its sd is sqrt(2) x this). ``f``, ``p``: the
-    test that seeds have no shared effect."""
+    test that seeds have no shared effect. ``setting_sd``, ``setting_p``: the same for the settings
+    (the sd of their means beyond what the interaction explains, and its F test): the size of a
+    study's effects, or, where the settings are themselves random draws (ablations/seed_parts.yaml's
+    image orders), a variance component like the seeds'."""
 
     seeds: int
     settings: int
@@ -200,6 +203,8 @@ class SeedSplit:
     interaction_sd: float
     f: float
     p: float
+    setting_sd: float = math.nan
+    setting_p: float = math.nan
 
 
 def seed_split(values: Mapping[str, Mapping[int, float]]) -> SeedSplit:
@@ -207,8 +212,6 @@ def seed_split(values: Mapping[str, Mapping[int, float]]) -> SeedSplit:
 
     The shared variance is the ANOVA estimate (MS_seed - MS_interaction) / settings, floored at 0; with
     3-5 seeds it is uncertain by a factor of 2 or more, so read it with its F test."""
-    from scipy.stats import f as f_dist
-
     cells = {k: {s: float(v) for s, v in seeds.items() if finite(v)} for k, seeds in values.items()}
     common = sorted(set.intersection(*(set(c) for c in cells.values()))) if cells else []
     k, n = len(cells), len(common)
@@ -221,13 +224,23 @@ def seed_split(values: Mapping[str, Mapping[int, float]]) -> SeedSplit:
     within = sum((x[i][j] - setting_means[j]) ** 2 for i in range(n) for j in range(k))
     ss_seed = k * sum((m - grand) ** 2 for m in seed_means)
     ms_seed, ms_inter = ss_seed / (n - 1), (within - ss_seed) / ((n - 1) * (k - 1))
-    if ms_inter > 0:
-        f = ms_seed / ms_inter
-        p = float(f_dist.sf(f, n - 1, (n - 1) * (k - 1)))
-    else:  # exactly additive: seeds shared if they move at all; no test if nothing moves
-        f, p = (math.inf, 0.0) if ms_seed > 0 else (math.nan, math.nan)
+    ms_setting = n * sum((m - grand) ** 2 for m in setting_means) / (k - 1)
+    f, p = _f_test(ms_seed, ms_inter, n - 1, (n - 1) * (k - 1))
+    _, setting_p = _f_test(ms_setting, ms_inter, k - 1, (n - 1) * (k - 1))
     return SeedSplit(n, k, math.sqrt(within / (k * (n - 1))), math.sqrt(max(ms_seed - ms_inter, 0.0) / k),
-                     math.sqrt(max(ms_inter, 0.0)), f, p)
+                     math.sqrt(max(ms_inter, 0.0)), f, p,
+                     math.sqrt(max(ms_setting - ms_inter, 0.0) / n), setting_p)
+
+
+def _f_test(ms_effect: float, ms_inter: float, df_effect: int, df_inter: int) -> Tuple[float, float]:
+    """F and p of "this effect is nothing" against the interaction's mean square."""
+    from scipy.stats import f as f_dist
+
+    if ms_inter > 0:
+        f = ms_effect / ms_inter
+        return f, float(f_dist.sf(f, df_effect, df_inter))
+    # exactly additive: the effect is real if it moves at all; no test if nothing moves
+    return (math.inf, 0.0) if ms_effect > 0 else (math.nan, math.nan)
 
 
 def best_group(values: Mapping[str, Mapping[int, float]], maximize: bool, alpha: float = ALPHA) -> Dict[str, str]:

@@ -39,6 +39,10 @@ model = dict(
         cost_scale=22.9),
     test_cfg=dict(mode='whole'),
     alignment=True,  # record image-text alignment at test time (AlignmentMetric)
+    # The head draws its initial weights where the CLIP side's PEFT initialisation left the torch stream
+    # (benchmark v1-v4). True: from a stream of its own, the same head for a seed in every setting of a
+    # study (common random numbers; ovbench/models/seeding.py, ablations/head_stream.yaml).
+    own_head_stream=False,
 )
 custom_hooks = [dict(type='VocabularyHook')]
 

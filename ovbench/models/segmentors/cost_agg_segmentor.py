@@ -32,6 +32,7 @@ from mmseg.utils import OptConfigType, SampleList
 from torch import Tensor
 
 from ovbench.models.heads.cost_aggregation import CostAggregator, ZeroShotCost
+from ovbench.models.seeding import own_random_stream
 from ovbench.models.segmentors.base import OVSegmentorBase
 
 
@@ -48,6 +49,10 @@ class OVCostAggSegmentor(OVSegmentorBase, EncoderDecoder):
         zero_shot_logit_scale: temperature of the zero-shot cost (CLIP's own is ~100).
         alignment: record image-text alignment statistics in each predicted sample (for
             ``AlignmentMetric``); costs one extra CLIP forward per test image.
+        own_head_stream: draw the head's initial weights from a random stream of its own, seeded by the
+            trial's seed, so that every PEFT method and hyperparameter of a study starts from the same
+            head for the same seed (:mod:`ovbench.models.seeding`). ``False``: the head draws from where
+            the CLIP side's initialisation left the shared stream (benchmark v4 and earlier).
     """
 
     def __init__(
@@ -57,12 +62,14 @@ class OVCostAggSegmentor(OVSegmentorBase, EncoderDecoder):
         class_names: Optional[Sequence[str]] = None,
         zero_shot_logit_scale: float = 100.0,
         alignment: bool = False,
+        own_head_stream: bool = False,
         train_cfg: OptConfigType = None,
         test_cfg: OptConfigType = None,
         data_preprocessor: OptConfigType = None,
         init_cfg: OptConfigType = None,
         pretrained: Optional[str] = None,
     ) -> None:
+        self._own_head_stream = bool(own_head_stream)  # read by _init_decode_head, inside super().__init__
         head = (dict(type="ZeroShotCost", logit_scale=zero_shot_logit_scale) if aggregator is None
                 else {"type": "CostAggregator", **dict(aggregator)})
         super().__init__(clip, class_names, pretrained, decode_head=head, train_cfg=train_cfg or {},
@@ -79,7 +86,8 @@ class OVCostAggSegmentor(OVSegmentorBase, EncoderDecoder):
         if decode_head["type"] == "CostAggregator":
             decode_head = dict(decode_head, embed_dim=self.backbone.embed_dim,
                                clip_width=int(self.backbone.clip.visual.transformer.width))
-        self.aggregator = MODELS.build(decode_head)
+        with own_random_stream(self._own_head_stream):
+            self.aggregator = MODELS.build(decode_head)
 
     @property
     def decode_head(self):
