@@ -3,8 +3,10 @@
     python benchmarks/seed_sharing.py                         # every ablation with reports/<study>/trials.csv
     python benchmarks/seed_sharing.py ablations/clip_lr.yaml --metric synth_large/mIoU
 
-A seed fixes a trial's data order and the head's initial weights, which are the same whatever the
-swept setting changes. If part of what a seed does to the objective is the same in every setting, a
+A seed fixes a trial's data order and random flips, which are the same whatever the swept setting
+changes, and, with ``model.own_head_stream=True``, the head's initial weights (up to benchmark v4 the
+head draws them after the CLIP side's PEFT initialisation, so they change with the setting;
+ovbench/models/seeding.py). If part of what a seed does to the objective is the same in every setting, a
 difference paired by seed (what ``ovbench report`` tests) cancels it, and the noise a comparison must
 beat is smaller than the seed sd that ``benchmarks/noise_floor.py`` reports. This script reads each
 study's ``trials.csv`` (no training, no storage needed) and splits the within-setting seed sd, by a
