@@ -57,6 +57,22 @@ matrix products cost more in overhead than in arithmetic. What it scores: ablati
 against 0.547 s/iter), 2 heads with hidden 24 0.80x (58,417 parameters; scores not measured). At
 0.80x of the loop, a v4 trial (training 65 of 92.5 s) would be about 80 s, 1.8x a59a146's: still
 short of issue 18's 2x.
+
+A third run (2026-12-05, idle machine, 1 thread, median of 3 rounds x 5 iterations; reference 0.600
+s/iter):
+
+| variant | head parameters | ratio to v4's head |
+|---|---|---|
+| 2 heads | 86,873 | 0.93 |
+| 1 head | 86,873 | 0.87 |
+| 2 heads, hidden 24 | 58,417 | 0.77 |
+| 2 heads, hidden 24, guidance 16 | 49,681 | 0.78 |
+| 2 heads, one aggregation layer | 55,097 | 0.63 |
+| 2 heads, hidden 16 | 36,617 | 0.64 |
+
+The ratio of 2 heads moves between runs (0.85, 0.90, 0.93); narrower guidance buys nothing once the
+width is 24. Two heads at hidden 16 keep both aggregation layers at the cost of one layer: the first
+variant cheap enough for the 2x (ablations/two_heads_hidden16.yaml measures what it scores).
 """
 from __future__ import annotations
 

@@ -70,8 +70,9 @@ batch of block_size q=32, one thread; this machine's run-to-run spread is about 
 * a 5-D ``scaled_dot_product_attention`` broadcasting Swin's mask instead of expanding it: 2x
   slower (CPU falls back to the math kernel); not kept;
 * oneDNN off (``torch.backends.mkldnn``): 2.5-4x slower convolutions; not kept;
-* ``torch.compile``: not tried in trials, its compile time on 2 cores is of the order of a whole
-  trial's training; bf16 autocast: not tried, it changes the benchmark's arithmetic and not every
+* ``torch.compile`` of the head's forward (2026-12-05, default mode, 1 thread, beside a running
+  study): 84 s to compile on the first step (more than the whole trial's training), then 0.90x the
+  eager step, with a graph break at ``window_mask``'s ``int(lx.max())``; not kept. bf16 autocast: not tried, it changes the benchmark's arithmetic and not every
   CPU of this kind has AMX.
 
 After these the forward is about 80% the head, which is now compute: the 32x32 decoder stage
