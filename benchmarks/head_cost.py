@@ -72,7 +72,10 @@ s/iter):
 
 The ratio of 2 heads moves between runs (0.85, 0.90, 0.93); narrower guidance buys nothing once the
 width is 24. Two heads at hidden 16 keep both aggregation layers at the cost of one layer: the first
-variant cheap enough for the 2x (ablations/two_heads_hidden16.yaml measures what it scores).
+variant cheap enough for the 2x. What they score on two methods (5 seeds each, paired with noise_floor's
+v4 trials): hidden 16 costs frozen CLIP 2.60 points (Holm p = 0.03; reports/two_heads_hidden16), and even
+2 heads alone cost it 0.66 on every seed (reports/cheaper_heads_frozen). No measured head is both cheap
+enough for the 2x and neutral on two methods.
 """
 from __future__ import annotations
 
