@@ -189,7 +189,8 @@ def sd_ratio(a: Sequence[float], b: Sequence[float], level: float = LEVEL) -> Sd
 class SeedSplit:
     """How much of a study's seed noise a paired comparison removes (two-way ANOVA, settings x seeds,
     one trial per cell). ``pooled_sd``: the seed sd within a setting, pooled; ``shared_sd``: the part a
-    seed does alike in every setting (its data order, its head initialisation); ``interaction_sd``:
+    seed does alike in every setting (its data order and flips; its head's initial weights only with
+    ``model.own_head_stream``, ovbench/models/seeding.py); ``interaction_sd``:
     the rest, which is what a paired difference sees (its sd is sqrt(2) x this). ``f``, ``p``: the
     test that seeds have no shared effect. ``setting_sd``, ``setting_p``: the same for the settings
     (the sd of their means beyond what the interaction explains, and its F test): the size of a
