@@ -78,7 +78,12 @@ batch of block_size q=32, one thread; this machine's run-to-run spread is about 
 After these the forward is about 80% the head, which is now compute: the 32x32 decoder stage
 alone (convolutions, GroupNorm, GELU on 384 maps) is a quarter of an iteration, at about 40
 GFLOP/s on one core. The 2x target against a59a146 needs a cheaper head (fewer per-class
-decoder maps), which is a change of the benchmark, not of its speed.
+decoder maps), which is a change of the benchmark, not of its speed. Measured on v4 (2026-12-05,
+benchmarks/head_cost.py and five-seed probes on H-CLIP q=32 and frozen CLIP): the heads cheap enough
+(one aggregation layer, 0.63-0.66x; 2 heads at hidden 16, 0.64x) lower a method's scores by 2.3-2.6
+points, and those that keep H-CLIP's (2 heads, 0.85-0.93x; + hidden 24, 0.77-0.80x) cost frozen CLIP
+0.7-1.2. The 2x needs a decision to change what the benchmark measures, or a lever not yet tried
+(fewer classes per training batch: the head's cost is per class).
 
 Evaluation and start-up fell from 81 s to 44 s (rows 2-3); the training time of rows 2 and 3
 differs by 15% on identical training code, which is this machine's run-to-run noise.
