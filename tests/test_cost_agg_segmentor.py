@@ -149,3 +149,109 @@ def test_own_head_stream_gives_every_peft_setting_the_same_head_for_a_seed():
     assert torch.equal(head(own2), head(own8))
     assert not torch.equal(head(own2), head(shared2))
     assert torch.equal(lora(own2), lora(shared2)) and torch.equal(lora(own8), lora(shared8))
+
+
+def test_sample_training_classes_keeps_every_present_class_and_fills_up_with_absent_ones():
+    from ovbench.models.segmentors.cost_agg_segmentor import relabel, sample_training_classes
+
+    target = torch.tensor([[[1, 4], [255, 4]], [[6, 6], [1, 255]]])
+    assert sample_training_classes(target, 8, None) is None
+    assert sample_training_classes(target, 8, 8) is None  # the budget covers the vocabulary
+    draws = set()
+    for seed in range(20):
+        torch.manual_seed(seed)
+        classes = sample_training_classes(target, 8, 5)
+        assert classes.tolist() == sorted(classes.tolist()) and len(classes) == 5
+        assert {1, 4, 6} <= set(classes.tolist())
+        draws.add(tuple(classes.tolist()))
+    assert len(draws) > 1  # the negatives are random
+    assert sample_training_classes(target, 8, 2).tolist() == [1, 4, 6]  # present classes are never dropped
+    classes = torch.tensor([0, 1, 4, 6])
+    assert relabel(target, classes, 8).tolist() == [[[1, 2], [255, 2]], [[3, 3], [1, 255]]]
+    with pytest.raises(ValueError, match="vocabulary size"):
+        sample_training_classes(torch.tensor([[[9]]]), 8, 3)
+
+
+def test_select_classes_keeps_each_class_s_prompt_group():
+    from ovbench.models.segmentors.vocabulary import OpenVocabularyMixin
+
+    vocab = OpenVocabularyMixin()
+    vocab.set_vocabulary(["sky", "background", "dog"], prompts={"background": ["wall", "floor"]})
+    names, groups = vocab.prompt_names()
+    rows, kept = vocab.select_classes(groups, [1, 2])
+    assert [names[r] for r in rows] == ["wall", "floor", "dog"]
+    assert kept == [slice(0, 2), slice(2, 3)]
+
+
+def _tiny_model(peft: str, names, train_classes=None):
+    from mmengine.config import Config
+    from mmseg.registry import MODELS
+
+    import ovbench  # noqa: F401  (registers the models)
+
+    cfg = Config.fromfile(str(CONFIG)).model
+    cfg["clip"] = dict(cfg["clip"], peft=dict(type=peft))
+    torch.manual_seed(0)
+    return MODELS.build(dict(cfg, class_names=list(names), train_classes=train_classes)).train()
+
+
+def _batch(labels: torch.Tensor):
+    from mmengine.structures import PixelData
+    from mmseg.structures import SegDataSample
+
+    samples = []
+    for lab in labels:
+        s = SegDataSample(metainfo=dict(img_shape=(64, 64), ori_shape=(64, 64), pad_shape=(64, 64)))
+        s.gt_sem_seg = PixelData(data=lab[None])
+        samples.append(s)
+    torch.manual_seed(1)
+    return torch.rand(len(labels), 3, 64, 64), samples
+
+
+@pytest.mark.parametrize("peft", ["frozen", "attention"])
+def test_train_classes_scores_the_batch_on_its_sampled_sub_vocabulary(peft):
+    """The loss with ``train_classes`` is the loss of the same model whose vocabulary is just the sampled
+    classes, with the labels renumbered: the head and the text tower see nothing else."""
+    import copy
+
+    import torch.nn.functional as F
+
+    from ovbench.models.segmentors.cost_agg_segmentor import per_pixel_bce, relabel, sample_training_classes
+
+    names = [f"class {c}" for c in "abcdefgh"]
+    labels = torch.full((2, 64, 64), 255, dtype=torch.long)
+    labels[0, :32], labels[0, 32:] = 1, 4
+    labels[1, :, :40] = 6
+    inputs, samples = _batch(labels)
+    model = _tiny_model(peft, names, train_classes=5)
+    torch.manual_seed(3)
+    sampled = model.task_losses(inputs, samples)["loss_bce"]
+    torch.manual_seed(3)
+    classes = sample_training_classes(labels, 8, 5)
+    assert len(classes) == 5 and {1, 4, 6} <= set(classes.tolist())
+    sub = copy.deepcopy(model)
+    sub.train_classes = None
+    sub.set_vocabulary([names[i] for i in classes])
+    logits = F.interpolate(sub._logits(inputs), size=(64, 64), mode="bilinear", align_corners=False)
+    expected = per_pixel_bce(logits, relabel(labels, classes, 8))
+    torch.testing.assert_close(sampled, expected, rtol=1e-5, atol=1e-6)
+    whole = copy.deepcopy(model)
+    whole.train_classes = None
+    assert not torch.allclose(whole.task_losses(inputs, samples)["loss_bce"], sampled)
+
+
+def test_train_classes_encodes_only_the_sampled_prompts_and_never_re_encodes_a_frozen_text_tower():
+    names = [f"class {c}" for c in "abcdefgh"]
+    labels = torch.full((1, 64, 64), 2, dtype=torch.long)
+    inputs, samples = _batch(labels)
+    for peft, trains_text in (("frozen", False), ("attention", True)):
+        model = _tiny_model(peft, names, train_classes=3)
+        assert model.backbone.text_frozen() is not trains_text
+        encoded = []
+        original = model.backbone._embed_tokens
+        model.backbone._embed_tokens = lambda tokens, *a: encoded.append(len(tokens)) or original(tokens, *a)
+        for seed in range(3):
+            torch.manual_seed(seed)
+            model.task_losses(inputs, samples)
+        # a trained text tower embeds 3 prompts a batch; a frozen one the whole vocabulary once, then rows
+        assert encoded == ([3, 3, 3] if trains_text else [8])

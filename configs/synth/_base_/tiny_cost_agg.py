@@ -43,6 +43,10 @@ model = dict(
     # (benchmark v1-v4). True: from a stream of its own, the same head for a seed in every setting of a
     # study (common random numbers; ovbench/models/seeding.py, ablations/head_stream.yaml).
     own_head_stream=False,
+    # None: the head scores all 48 training classes in every batch (benchmark v1-v4). An integer: the
+    # classes present in the batch (about 25 of 48 on v4's batches of 8) plus random others up to that many
+    # (a federated loss; OVCostAggSegmentor's docstring).
+    train_classes=None,
 )
 custom_hooks = [dict(type='VocabularyHook')]
 

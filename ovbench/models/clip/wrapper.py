@@ -211,9 +211,20 @@ class OVCLIP(nn.Module):
         if method is not None:
             method.begin_forward()
 
-    def forward(self, img: torch.Tensor, class_names: Sequence[str]) -> Dict[str, Any]:
-        """Both towers in one call (one PEFT pre-computation, e.g. H-CLIP's DCRC, for the pair)."""
+    def forward(self, img: torch.Tensor, class_names: Sequence[str],
+                rows: Optional[Sequence[int]] = None) -> Dict[str, Any]:
+        """Both towers in one call (one PEFT pre-computation, e.g. H-CLIP's DCRC, for the pair).
+
+        ``rows``: embed only these entries of ``class_names`` (a training batch's sampled classes).
+        A text tower that is not being trained serves them from the whole vocabulary's cached
+        embeddings, so sampling never re-encodes; a trained one encodes just those prompts, which is
+        where sampling saves text-tower compute."""
         self.begin_forward()
         out = self.encode_image(img)
-        out["text"] = self.encode_text(class_names)
+        if rows is None:
+            out["text"] = self.encode_text(class_names)
+        elif self.text_frozen() or not torch.is_grad_enabled():
+            out["text"] = self.encode_text(class_names)[torch.as_tensor(list(rows), dtype=torch.long)]
+        else:
+            out["text"] = self.encode_text([class_names[i] for i in rows])
         return out

@@ -53,6 +53,10 @@ class OVCostAggSegmentor(OVSegmentorBase, EncoderDecoder):
             trial's seed, so that every PEFT method and hyperparameter of a study starts from the same
             head for the same seed (:mod:`ovbench.models.seeding`). ``False``: the head draws from where
             the CLIP side's initialisation left the shared stream (benchmark v4 and earlier).
+        train_classes: how many classes the head scores per training batch: every class present in
+            the batch, plus classes drawn at random from the rest of the training vocabulary up to this
+            number (:func:`sample_training_classes`). The head's cost, and a trained text tower's, is
+            per class. ``None``: the whole training vocabulary in every batch (benchmark v1-v4).
     """
 
     def __init__(
@@ -63,6 +67,7 @@ class OVCostAggSegmentor(OVSegmentorBase, EncoderDecoder):
         zero_shot_logit_scale: float = 100.0,
         alignment: bool = False,
         own_head_stream: bool = False,
+        train_classes: Optional[int] = None,
         train_cfg: OptConfigType = None,
         test_cfg: OptConfigType = None,
         data_preprocessor: OptConfigType = None,
@@ -78,6 +83,11 @@ class OVCostAggSegmentor(OVSegmentorBase, EncoderDecoder):
                          init_cfg=init_cfg)
         self.zero_shot_logit_scale = zero_shot_logit_scale
         self.alignment = alignment
+        if train_classes is not None and (isinstance(train_classes, bool) or not isinstance(train_classes, int)
+                                          or train_classes < 1):
+            raise ValueError(f"OVCostAggSegmentor: train_classes must be a positive integer or None, "
+                             f"got {train_classes!r}")
+        self.train_classes = train_classes
 
     def _init_decode_head(self, decode_head: Dict[str, Any]) -> None:
         """EncoderDecoder's hook: the head is built through MODELS with the CLIP's widths filled in. It is
@@ -101,13 +111,19 @@ class OVCostAggSegmentor(OVSegmentorBase, EncoderDecoder):
     def extract_feat(self, inputs: Tensor) -> Dict[str, Any]:
         return self.backbone(inputs, self.prompt_names()[0])
 
-    def _logits(self, inputs: Tensor) -> Tensor:
-        feats = self.extract_feat(inputs)
+    def _logits(self, inputs: Tensor, classes: Optional[Tensor] = None) -> Tensor:
+        """Per-class logits on the patch grid's output stride; ``classes``: only these vocabulary
+        entries, in that order (a training batch's sample), else all."""
+        names, groups = self.prompt_names()
+        rows = None
+        if classes is not None:
+            rows, groups = self.select_classes(groups, classes.tolist())
+        feats = self.backbone(inputs, names, rows)
         if self._keep_feats:  # predict() with the alignment diagnostic reuses this pass
             self._kept_feats = (inputs, feats)
         # Deepest intermediate layer feeds the first (coarsest) decoder stage.
         logits = self.aggregator(feats["dense"], feats["text"], feats["features"][::-1])
-        return self.merge_prompts(logits, self.prompt_names()[1])
+        return self.merge_prompts(logits, groups)
 
     def encode_decode(self, inputs: Tensor, batch_img_metas: List[dict]) -> Tensor:
         logits = self._logits(inputs)
@@ -144,8 +160,12 @@ class OVCostAggSegmentor(OVSegmentorBase, EncoderDecoder):
     def task_losses(self, inputs: Tensor, data_samples: SampleList) -> Dict[str, Tensor]:
         if self.zero_shot:
             raise RuntimeError("OVCostAggSegmentor: zero-shot mode (aggregator=None) has nothing to train")
-        logits = self.encode_decode(inputs, [s.metainfo for s in data_samples])
         target = torch.stack([s.gt_sem_seg.data[0] for s in data_samples]).long()
+        classes = sample_training_classes(target, self.num_classes, self.train_classes)
+        logits = F.interpolate(self._logits(inputs, classes), size=inputs.shape[2:], mode="bilinear",
+                               align_corners=False)
+        if classes is not None:
+            target = relabel(target, classes, self.num_classes)
         losses = {"loss_bce": per_pixel_bce(logits, target, ignore_index=255)}
         with torch.no_grad():
             valid = target != 255
@@ -154,17 +174,56 @@ class OVCostAggSegmentor(OVSegmentorBase, EncoderDecoder):
         return losses
 
 
+def sample_training_classes(target: Tensor, num_classes: int, budget: Optional[int],
+                            ignore_index: int = 255) -> Optional[Tensor]:
+    """The classes a training batch is scored on: all present in ``target``, plus random absent ones.
+
+    Follows the federated loss of Zhou et al. ("Probabilistic two-stage detection", 2021; used by
+    Detic, ECCV 2022), which scores each batch on its positives and a random sample of negatives
+    instead of the whole vocabulary; here the negatives are drawn uniformly from torch's stream. A
+    class present is never dropped, so a batch with more than ``budget`` classes keeps them all.
+    Returns the sorted class indices, or ``None`` when ``budget`` is ``None`` or covers the vocabulary.
+    """
+    if budget is None or budget >= num_classes:
+        return None
+    labels = target[target != ignore_index]
+    present = torch.zeros(num_classes, dtype=torch.bool, device=target.device)
+    if labels.numel():
+        check_labels(labels, num_classes)
+        present[labels.unique()] = True
+    absent = (~present).nonzero().flatten()
+    wanted = max(0, budget - int(present.sum()))
+    drawn = absent[torch.randperm(absent.numel())[:wanted].to(absent.device)]
+    present[drawn] = True
+    return present.nonzero().flatten()
+
+
+def relabel(target: Tensor, classes: Tensor, num_classes: int, ignore_index: int = 255) -> Tensor:
+    """Labels of the whole vocabulary -> their position among ``classes`` (which hold every label
+    present); ``ignore_index`` stays."""
+    lookup = torch.full((num_classes,), ignore_index, dtype=target.dtype, device=target.device)
+    lookup[classes] = torch.arange(classes.numel(), dtype=target.dtype, device=target.device)
+    valid = target != ignore_index
+    return torch.where(valid, lookup[torch.where(valid, target, torch.zeros_like(target))], target)
+
+
+def check_labels(labels: Tensor, num_classes: int) -> None:
+    """Refuse label ids the vocabulary does not have (the dataset's labels and class list disagree)."""
+    top = int(labels.max())
+    if top >= num_classes:
+        raise ValueError(
+            f"label id {top} >= vocabulary size {num_classes}: the dataset's labels and "
+            "its class list disagree"
+        )
+
+
 def per_pixel_bce(logits: Tensor, target: Tensor, ignore_index: int = 255) -> Tensor:
     """Mean binary cross-entropy of ``[B, C, H, W]`` logits against one-hot ``[B, H, W]`` labels."""
     valid = target != ignore_index
     if not valid.any():
         return logits.sum() * 0.0
     safe = torch.where(valid, target, torch.zeros_like(target))
-    if int(safe.max()) >= logits.shape[1]:
-        raise ValueError(
-            f"label id {int(safe.max())} >= vocabulary size {logits.shape[1]}: the dataset's labels and "
-            "its class list disagree"
-        )
+    check_labels(safe, logits.shape[1])
     one_hot = F.one_hot(safe, logits.shape[1]).permute(0, 3, 1, 2).to(logits.dtype)
     loss = F.binary_cross_entropy_with_logits(logits, one_hot, reduction="none").mean(1)
     return loss[valid].mean()

@@ -76,6 +76,18 @@ class OpenVocabularyMixin:
         return tuple(names), groups
 
     @staticmethod
+    def select_classes(groups: List[slice], classes: Sequence[int]) -> Tuple[List[int], List[slice]]:
+        """A sub-vocabulary: the prompt indices of ``classes`` (in that order), and each kept class's
+        slice of that shorter prompt list (as :meth:`prompt_names` gives for the whole vocabulary)."""
+        rows: List[int] = []
+        kept: List[slice] = []
+        for cls in classes:
+            group = groups[cls]
+            kept.append(slice(len(rows), len(rows) + group.stop - group.start))
+            rows.extend(range(group.start, group.stop))
+        return rows, kept
+
+    @staticmethod
     def merge_prompts(scores: Tensor, groups: List[slice], dim: int = 1) -> Tensor:
         """Prompt scores along ``dim`` (P entries) -> class scores (C entries, max within each class)."""
         if all(g.stop - g.start == 1 for g in groups):
