@@ -91,7 +91,7 @@ from typing import Any, Dict, List, Tuple
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from trial_time import bare_loop, parse_point, training_batch  # noqa: E402  (one bare loop, one definition)
+from trial_time import bare_loop, parse_point, training_batches  # noqa: E402  (one bare loop, one definition)
 
 # The reference is the config's own head: since benchmark v4 the one-stage decoder (the table above was
 # measured against v1-v3's two-stage head, now the first variant).
@@ -167,6 +167,9 @@ def main() -> None:
     parser.add_argument("--iters", type=int, default=5, help="timed iterations per variant and round")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--batches", type=int, default=1,
+                        help="distinct training batches, taken in turn (more than 1 where a batch's content "
+                             "sets the cost, as with model.train_classes)")
     args = parser.parse_args()
     os.chdir(ROOT)
     import torch
@@ -176,7 +179,8 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     variants = [parse_variant(v) for v in (args.variant or DEFAULT_VARIANTS)]
     runners = {name: build_runner(args, ov) for name, ov in variants}
-    batches = {name: training_batch(runner) for name, runner in runners.items()}  # one batch each, reused
+    # the same first batches of the same seed's loader for every variant, reused every round
+    batches = {name: training_batches(runner, args.batches) for name, runner in runners.items()}
     times: Dict[str, List[float]] = {name: [] for name, _ in variants}
     for r in range(args.rounds):
         for name, _ in variants:
@@ -185,7 +189,7 @@ def main() -> None:
               flush=True)
     ref = statistics.median(times[variants[0][0]])
     print(f"\n# head variants: {args.ablation} {' '.join(args.point)}, {args.threads} thread(s), "
-          f"median of {args.rounds} rounds x {args.iters} iterations\n")
+          f"median of {args.rounds} rounds x {args.iters} iterations over {args.batches} batch(es)\n")
     print("| variant | overrides | head parameters | s/iter | ratio to " + variants[0][0] + " |")
     print("|---|---|---|---|---|")
     for name, ov in variants:

@@ -133,7 +133,7 @@ import sys  # noqa: E402
 import tempfile  # noqa: E402
 from pathlib import Path  # noqa: E402
 from types import MethodType, SimpleNamespace  # noqa: E402
-from typing import Any, Dict, List, Optional  # noqa: E402
+from typing import Any, Dict, List, Optional, Union  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 WARMUP = 3
@@ -235,25 +235,34 @@ def run_phases(args: argparse.Namespace) -> None:
 
 def training_batch(runner: Any) -> Dict[str, Any]:
     """One preprocessed training batch, with the training vocabulary set on the model."""
+    return training_batches(runner, 1)[0]
+
+
+def training_batches(runner: Any, count: int) -> List[Dict[str, Any]]:
+    """The loader's first ``count`` preprocessed training batches, with the training vocabulary set on
+    the model. Several batches matter where a batch's content sets the cost (``model.train_classes``:
+    the head scores the classes present)."""
     model = runner.model
     meta = runner.train_dataloader.dataset.metainfo
     if hasattr(model, "set_vocabulary"):  # evaluation left the last set's vocabulary in place
         things = meta.get("thing_classes")
         model.set_vocabulary(tuple(meta["classes"]), dict(meta.get("class_prompts") or {}),
                              thing_classes=None if things is None else tuple(things))
-    batch = next(iter(runner.train_dataloader))
-    return model.data_preprocessor(batch, True)
+    loader = iter(runner.train_dataloader)
+    return [model.data_preprocessor(next(loader), True) for _ in range(count)]
 
 
-def bare_loop(runner: Any, iters: int, data: Optional[Dict[str, Any]] = None) -> float:
-    """Median s/iter of forward + backward + step on one pre-built batch: compute without the loop."""
+def bare_loop(runner: Any, iters: int, data: Union[None, Dict[str, Any], List[Dict[str, Any]]] = None) -> float:
+    """Median s/iter of forward + backward + step on pre-built batches (one, or a list taken in turn):
+    compute without the loop."""
     model = runner.model
     data = training_batch(runner) if data is None else data
+    batches = data if isinstance(data, list) else [data]
     model.train()
     times = []
-    for _ in range(iters + WARMUP):
+    for i in range(iters + WARMUP):
         t = time.perf_counter()
-        losses = model(**data, mode="loss")
+        losses = model(**batches[i % len(batches)], mode="loss")
         loss, _ = model.parse_losses(losses)
         runner.optim_wrapper.update_params(loss)
         times.append(time.perf_counter() - t)
