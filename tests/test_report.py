@@ -178,3 +178,15 @@ def test_report_refuses_a_folder_with_an_unrecorded_report(filled, tmp_path, cap
     assert err.count("\n") == 0 and "no record of its study" in err and "--force" in err
     assert main(["report", str(path), "--out", str(tmp_path / "reports"), "--no-plots", "--force"]) == 0
     assert (out / "report.json").is_file()
+
+
+def test_a_null_option_of_the_space_is_labelled_none_and_the_other_options_keep_their_type():
+    """``model.train_classes: [null, 32]``: pandas stores the column as floats with NaN; the labels must read
+    ``None`` and ``32``, as the ablation file's ``reference:`` and the run's log spell them."""
+    import pandas as pd
+
+    df = pd.DataFrame({"model.train_classes": [None, None, 32, 32], "model.lr": [0.5, 0.5, 0.5, 0.5],
+                       "seed": [0, 1, 0, 1]})
+    assert tables.trial_labels(df, ["model.train_classes"]) == ["train_classes=None"] * 2 + ["train_classes=32"] * 2
+    assert tables.trial_labels(df, ["model.lr"]) == ["lr=0.5"] * 4
+    assert tables.trial_labels(pd.DataFrame({"k": [1.5, None]}), ["k"]) == ["k=1.5", "k=None"]

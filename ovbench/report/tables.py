@@ -64,13 +64,21 @@ def trial_labels(df: pd.DataFrame, params: Sequence[str]) -> List[str]:
 
 
 def _restore_param_types(table: pd.DataFrame, params: Sequence[str]) -> None:
-    """NaN-free integral floats (pandas upcasts on concat) print as ints again."""
+    """Undo pandas' upcasts: integral floats print as ints again, and a missing value (the ``null`` option
+    of a space, e.g. ``model.train_classes: [null, 32]``) as ``None``, as the ablation file and the run's
+    log name it, not ``nan``."""
     for p in params:
+        missing = table[p].isna()
         col = pd.to_numeric(table[p], errors="coerce")
-        if col.notna().all() and (col == col.round()).all() and not pd.api.types.is_bool_dtype(table[p]):
-            table[p] = col.astype("int64")
-        elif col.notna().all():
-            table[p] = col
+        if not (col.notna() | missing).all() or pd.api.types.is_bool_dtype(table[p]):
+            continue  # text or booleans: nothing was upcast
+        known = col[~missing]
+        integral = bool((known == known.round()).all())
+        if missing.any():
+            table[p] = pd.Series([None if m else (int(v) if integral else float(v)) for v, m in zip(col, missing)],
+                                 index=table.index, dtype=object)
+        else:
+            table[p] = col.astype("int64") if integral else col
 
 
 def _same_name(metric: str, objective: str) -> bool:
