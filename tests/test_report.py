@@ -190,3 +190,48 @@ def test_a_null_option_of_the_space_is_labelled_none_and_the_other_options_keep_
     assert tables.trial_labels(df, ["model.train_classes"]) == ["train_classes=None"] * 2 + ["train_classes=32"] * 2
     assert tables.trial_labels(df, ["model.lr"]) == ["lr=0.5"] * 4
     assert tables.trial_labels(pd.DataFrame({"k": [1.5, None]}), ["k"]) == ["k=1.5", "k=None"]
+
+
+def test_metric_plot_of_a_space_with_a_null_option_names_it_none(tmp_path):
+    import pandas as pd
+
+    from ovbench.report import plots
+
+    table = pd.DataFrame({"model.train_classes": pd.Series([None, 32, None, 32], dtype=object),
+                          "model.peft": ["frozen", "frozen", "hclip", "hclip"],
+                          "m": [17.1, 16.6, 26.7, 26.5], "m:ci": [1.3, 0.9, 1.4, 3.2]})
+    files = plots.metric_vs_param(table, ["model.train_classes", "model.peft"], "m", tmp_path)
+    svg = (tmp_path / "m_vs_train_classes.svg").read_text()
+    assert len(files) == 4
+    assert "<!-- None -->" in svg and "<!-- 32 -->" in svg  # the tick labels (matplotlib names each text)
+
+
+def test_a_report_that_stops_half_way_leaves_a_record_so_it_can_be_run_again(filled, tmp_path, monkeypatch):
+    """A plot error after the tables were written must not leave a folder that later refuses its own study
+    as 'a report with no record', nor one that another study may overwrite."""
+    from ovbench.report import plots
+    from ovbench.report.manifest import MANIFEST, ReportOverwrite
+
+    path, _, url = filled
+    out_root = tmp_path / "reports"
+    out = out_root / "rep"
+
+    def broken(*args, **kwargs):
+        raise TypeError("a plot failed")
+
+    monkeypatch.setattr(plots, "all_plots", broken)
+    with pytest.raises(TypeError, match="a plot failed"):
+        build_report(str(path), ["md"], out_root)
+    record = json.loads((out / MANIFEST).read_text())
+    assert (out / "table.md").is_file() and record["study"] == "rep" and record["complete"] is False
+    (tmp_path / "elsewhere").mkdir()
+    other_path, _, _ = fill_study(SPEC, tmp_path / "elsewhere", fake_result)
+    with pytest.raises(ReportOverwrite, match="incomplete"):
+        build_report(str(other_path), ["md"], out_root, plots_on=False)
+
+    monkeypatch.undo()
+    (out / "toy_mIoU_vs_gone.png").write_bytes(b"left by an older run of this report")
+    build_report(str(path), ["md"], out_root)  # the same study: no --force needed
+    record = json.loads((out / MANIFEST).read_text())
+    assert record["complete"] is True and "toy_mIoU_vs_lr.png" in record["files"]
+    assert not (out / "toy_mIoU_vs_gone.png").exists()

@@ -57,7 +57,7 @@ def build_report(target: str, formats: List[str], out_root: Path, storage: Optio
     params = swept_params(study)
     df = study_frame(study)
     table = tables.summarize(df, params, objective=objective, reference=reference)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    manifest.begin(out_dir, source, replaced)
     texts, written = _write_tables(study, df, table, params, formats, out_dir, objective, reference)
     written += _write_summary(study, df, params, objective, reference, out_dir)
     plot_metric = metric or (objective[0] if objective else None)

@@ -17,6 +17,11 @@ about to be reported:
 
 Files in the folder that no report wrote (``notes.md``, ``bars.md``, the CI
 ``baseline.json``) are never touched.
+
+The record is written twice: :func:`begin`, before the first file, names the study and marks the report
+incomplete; :func:`finish` lists what was written. A report that stops half-way (an error in a plot)
+thus leaves a folder that still says whose it is, so running it again needs no ``--force``, and another
+study is still refused.
 """
 from __future__ import annotations
 
@@ -44,13 +49,15 @@ class ReportManifest:
     storage: str  # display URL: never a password
     written_at: str = ""
     files: List[str] = field(default_factory=list)
+    complete: bool = True  # False from :func:`begin` until :func:`finish`
 
     def same_study(self, other: "ReportManifest") -> bool:
         return (self.study, self.storage) == (other.study, other.storage)
 
     def describe(self) -> str:
         when = f", written {self.written_at}" if self.written_at else ""
-        return f"study {self.study!r} in {self.storage}{when}"
+        state = "" if self.complete else " (incomplete: its report stopped before it finished)"
+        return f"study {self.study!r} in {self.storage}{when}{state}"
 
 
 def read_manifest(out_dir: Path) -> Optional[ReportManifest]:
@@ -61,7 +68,8 @@ def read_manifest(out_dir: Path) -> Optional[ReportManifest]:
     try:
         data = json.loads(path.read_text())
         return ReportManifest(study=str(data["study"]), storage=str(data["storage"]),
-                              written_at=str(data.get("written_at", "")), files=list(data.get("files", [])))
+                              written_at=str(data.get("written_at", "")), files=list(data.get("files", [])),
+                              complete=bool(data.get("complete", True)))
     except (ValueError, KeyError, TypeError) as e:
         raise ReportOverwrite(f"{path}: unreadable report record ({e}); expected JSON with 'study' and "
                               "'storage'. Pass --force to replace the report, or --out DIR to write elsewhere") from None
@@ -77,7 +85,9 @@ def check_writable(out_dir: Path, incoming: ReportManifest, force: bool = False)
     Returns the names of the files the folder's current report wrote, which this one replaces.
     """
     previous = read_manifest(out_dir)
-    old_files = previous.files if previous is not None else [p.name for p in _report_files(out_dir)]
+    on_disk = [p.name for p in _report_files(out_dir)]
+    # a record from begin() of a report that stopped half-way lists less than it left on disk
+    old_files = sorted(set(previous.files) | set(on_disk)) if previous is not None else on_disk
     if force or (previous is not None and previous.same_study(incoming)) or not old_files:
         return old_files
     held = previous.describe() if previous is not None else \
@@ -88,10 +98,21 @@ def check_writable(out_dir: Path, incoming: ReportManifest, force: bool = False)
     )
 
 
+def begin(out_dir: Path, incoming: ReportManifest, old_files: List[str]) -> None:
+    """Claim the folder for ``incoming`` before anything is written: an incomplete record that still lists
+    the replaced report's files (:func:`finish` removes those this report does not write again)."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    record = ReportManifest(incoming.study, incoming.storage, "", sorted(set(old_files)), complete=False)
+    (out_dir / MANIFEST).write_text(json.dumps(asdict(record), indent=1) + "\n")
+
+
 def finish(out_dir: Path, incoming: ReportManifest, written: List[Path], old_files: List[str]) -> ReportManifest:
     """Record what this report wrote and remove what the replaced report wrote and this one did not."""
     names = sorted({p.name for p in written})
-    for stale in set(old_files) - set(names):
+    # the folder is this study's (check_writable): report files this run did not write are stale, and an
+    # earlier run that stopped half-way may have left some its record does not list
+    leftovers = {p.name for p in _report_files(out_dir)}
+    for stale in (set(old_files) | leftovers) - set(names):
         if Path(stale).name == stale:  # a bare file name of this folder, never a path out of it
             (out_dir / stale).unlink(missing_ok=True)
     record = ReportManifest(incoming.study, incoming.storage, time.strftime("%Y-%m-%dT%H:%M:%S%z"), names)

@@ -59,7 +59,8 @@ def metric_vs_param(table: pd.DataFrame, params: Sequence[str], metric: str, out
         groups = table.groupby(others, sort=False, dropna=False) if others else [((), table)]
         for key, g in groups:
             g = g.sort_values(p)
-            x = g[p] if _numeric(g[p]) else g[p].astype(str)
+            # map(str), not astype(str): pandas' string dtype keeps a None option (a space's null) missing
+            x = g[p] if _numeric(g[p]) else g[p].map(str)
             key = key if isinstance(key, tuple) else (key,)
             label = ", ".join(f"{names[q]}={v}" for q, v in zip(others, key)) or metric
             ax.errorbar(x, g[metric], yerr=g.get(f"{metric}:ci"), marker="o", capsize=3, label=label,
