@@ -76,6 +76,20 @@ variant cheap enough for the 2x. What they score on two methods (5 seeds each, p
 v4 trials): hidden 16 costs frozen CLIP 2.60 points (Holm p = 0.03; reports/two_heads_hidden16), and even
 2 heads alone cost it 0.66 on every seed (reports/cheaper_heads_frozen). No measured head is both cheap
 enough for the 2x and neutral on two methods.
+
+**Fewer classes per training batch** (``model.train_classes``: the classes present plus random others; the
+same head), 2026-12-05, idle machine, 1 thread, median of 3 rounds x 10 iterations over the same 10
+training batches (``--batches 10``; one batch alone misleads here, since its classes set the cost):
+
+| variant | s/iter | ratio to v4 |
+|---|---|---|
+| v4 (all 48 training classes) | 0.549 | 1.00 |
+| 32 classes | 0.394 | 0.72 |
+| 24 classes (about the classes present) | 0.331 | 0.60 |
+
+Side by side in whole trials (ablations/train_classes_seeds.yaml) 32 classes trained in 0.70x (H-CLIP) and
+0.68x (frozen) the time, enough for the 2x; over ten seeds H-CLIP scored as v4 (-0.28 ± 1.09) and frozen
+CLIP lost 0.76 ± 0.59 (p = 0.02). Not adopted (reports/train_classes/notes.md).
 """
 from __future__ import annotations
 
