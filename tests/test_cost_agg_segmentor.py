@@ -183,7 +183,7 @@ def test_select_classes_keeps_each_class_s_prompt_group():
     assert kept == [slice(0, 2), slice(2, 3)]
 
 
-def _tiny_model(peft: str, names, train_classes=None):
+def _tiny_model(peft: str, names, train_classes=None, **kwargs):
     from mmengine.config import Config
     from mmseg.registry import MODELS
 
@@ -192,7 +192,7 @@ def _tiny_model(peft: str, names, train_classes=None):
     cfg = Config.fromfile(str(CONFIG)).model
     cfg["clip"] = dict(cfg["clip"], peft=dict(type=peft))
     torch.manual_seed(0)
-    return MODELS.build(dict(cfg, class_names=list(names), train_classes=train_classes)).train()
+    return MODELS.build(dict(cfg, class_names=list(names), train_classes=train_classes, **kwargs)).train()
 
 
 def _batch(labels: torch.Tensor):
@@ -255,3 +255,40 @@ def test_train_classes_encodes_only_the_sampled_prompts_and_never_re_encodes_a_f
             model.task_losses(inputs, samples)
         # a trained text tower embeds 3 prompts a batch; a frozen one the whole vocabulary once, then rows
         assert encoded == ([3, 3, 3] if trains_text else [8])
+
+
+def test_similar_negatives_are_the_absent_classes_closest_to_a_present_one():
+    from ovbench.models.segmentors.cost_agg_segmentor import sample_training_classes
+
+    target = torch.tensor([[[0, 0], [1, 255]]])
+    similarity = torch.eye(6)
+    similarity[0, 4] = similarity[4, 0] = 0.9  # class 4 is the closest to present class 0
+    similarity[1, 2] = similarity[2, 1] = 0.5  # class 2 next, to present class 1
+    similarity[0, 3] = similarity[3, 0] = -0.5
+    assert sample_training_classes(target, 6, 4, similarity=similarity).tolist() == [0, 1, 2, 4]
+    assert sample_training_classes(target, 6, 3, similarity=similarity).tolist() == [0, 1, 4]
+
+
+def test_train_negatives_similar_scores_the_batch_on_the_classes_its_text_embeddings_name():
+    import copy
+
+    import torch.nn.functional as F
+
+    from ovbench.models.segmentors.cost_agg_segmentor import per_pixel_bce, relabel, sample_training_classes
+
+    names = [f"class {c}" for c in "abcdefgh"]
+    labels = torch.full((1, 64, 64), 255, dtype=torch.long)
+    labels[0, :32], labels[0, 32:] = 1, 4
+    inputs, samples = _batch(labels)
+    model = _tiny_model("frozen", names, train_classes=4, train_negatives="similar")
+    with torch.no_grad():
+        text = model.backbone.encode_text(names)
+    classes = sample_training_classes(labels, 8, 4, similarity=text @ text.t())
+    sampled = model.task_losses(inputs, samples)["loss_bce"]
+    sub = copy.deepcopy(model)
+    sub.train_classes = None
+    sub.set_vocabulary([names[i] for i in classes])
+    logits = F.interpolate(sub._logits(inputs), size=(64, 64), mode="bilinear", align_corners=False)
+    torch.testing.assert_close(sampled, per_pixel_bce(logits, relabel(labels, classes, 8)), rtol=1e-5, atol=1e-6)
+    with pytest.raises(ValueError, match="train_negatives"):
+        _tiny_model("frozen", names, train_classes=4, train_negatives="hard")

@@ -48,6 +48,7 @@ model = dict(
     # (a federated loss; OVCostAggSegmentor's docstring). 32 trains in 0.70x the time, keeps H-CLIP's scores
     # and costs frozen CLIP 0.76 points over 10 seeds (reports/train_classes): not adopted.
     train_classes=None,
+    train_negatives='random',  # with train_classes: 'random' others, or the 'similar' ones (text space)
 )
 custom_hooks = [dict(type='VocabularyHook')]
 

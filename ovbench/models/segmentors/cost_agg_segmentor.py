@@ -57,6 +57,10 @@ class OVCostAggSegmentor(OVSegmentorBase, EncoderDecoder):
             the batch, plus classes drawn at random from the rest of the training vocabulary up to this
             number (:func:`sample_training_classes`). The head's cost, and a trained text tower's, is
             per class. ``None``: the whole training vocabulary in every batch (benchmark v1-v4).
+        train_negatives: how ``train_classes`` picks the absent classes: ``'random'`` (uniformly), or
+            ``'similar'``: those whose text embeddings are closest to a class present in the batch (the
+            negatives the head can most easily confuse; hard-negative mining, Shrivastava et al., CVPR 2016,
+            with CLIP's text space as the measure of hardness).
     """
 
     def __init__(
@@ -68,6 +72,7 @@ class OVCostAggSegmentor(OVSegmentorBase, EncoderDecoder):
         alignment: bool = False,
         own_head_stream: bool = False,
         train_classes: Optional[int] = None,
+        train_negatives: str = "random",
         train_cfg: OptConfigType = None,
         test_cfg: OptConfigType = None,
         data_preprocessor: OptConfigType = None,
@@ -88,6 +93,10 @@ class OVCostAggSegmentor(OVSegmentorBase, EncoderDecoder):
             raise ValueError(f"OVCostAggSegmentor: train_classes must be a positive integer or None, "
                              f"got {train_classes!r}")
         self.train_classes = train_classes
+        if train_negatives not in NEGATIVE_SAMPLING:
+            raise ValueError(f"OVCostAggSegmentor: train_negatives must be one of {NEGATIVE_SAMPLING}, "
+                             f"got {train_negatives!r}")
+        self.train_negatives = train_negatives
 
     def _init_decode_head(self, decode_head: Dict[str, Any]) -> None:
         """EncoderDecoder's hook: the head is built through MODELS with the CLIP's widths filled in. It is
@@ -161,7 +170,8 @@ class OVCostAggSegmentor(OVSegmentorBase, EncoderDecoder):
         if self.zero_shot:
             raise RuntimeError("OVCostAggSegmentor: zero-shot mode (aggregator=None) has nothing to train")
         target = torch.stack([s.gt_sem_seg.data[0] for s in data_samples]).long()
-        classes = sample_training_classes(target, self.num_classes, self.train_classes)
+        classes = sample_training_classes(target, self.num_classes, self.train_classes,
+                                          similarity=self._class_similarity())
         logits = F.interpolate(self._logits(inputs, classes), size=inputs.shape[2:], mode="bilinear",
                                align_corners=False)
         if classes is not None:
@@ -174,13 +184,30 @@ class OVCostAggSegmentor(OVSegmentorBase, EncoderDecoder):
         return losses
 
 
+    def _class_similarity(self) -> Optional[Tensor]:
+        """``[C, C]`` cosine similarity of the classes' text embeddings (no gradient; a frozen text tower
+        serves them from its cache), for ``train_negatives='similar'``; else None."""
+        if self.train_negatives != "similar" or self.train_classes is None:
+            return None
+        names, groups = self.prompt_names()
+        with torch.no_grad():
+            text = self.backbone.encode_text(names)
+            per_class = F.normalize(torch.stack([text[g].mean(0) for g in groups]), dim=-1)
+            return per_class @ per_class.t()
+
+
+#: how :func:`sample_training_classes` picks absent classes
+NEGATIVE_SAMPLING = ("random", "similar")
+
+
 def sample_training_classes(target: Tensor, num_classes: int, budget: Optional[int],
-                            ignore_index: int = 255) -> Optional[Tensor]:
-    """The classes a training batch is scored on: all present in ``target``, plus random absent ones.
+                            ignore_index: int = 255, similarity: Optional[Tensor] = None) -> Optional[Tensor]:
+    """The classes a training batch is scored on: all present in ``target``, plus absent ones.
 
     Follows the federated loss of Zhou et al. ("Probabilistic two-stage detection", 2021; used by
     Detic, ECCV 2022), which scores each batch on its positives and a random sample of negatives
-    instead of the whole vocabulary; here the negatives are drawn uniformly from torch's stream. A
+    instead of the whole vocabulary; here the negatives are drawn uniformly from torch's stream, or,
+    given ``similarity`` (``[C, C]``), are the absent classes most similar to any present one. A
     class present is never dropped, so a batch with more than ``budget`` classes keeps them all.
     Returns the sorted class indices, or ``None`` when ``budget`` is ``None`` or covers the vocabulary.
     """
@@ -193,7 +220,11 @@ def sample_training_classes(target: Tensor, num_classes: int, budget: Optional[i
         present[labels.unique()] = True
     absent = (~present).nonzero().flatten()
     wanted = max(0, budget - int(present.sum()))
-    drawn = absent[torch.randperm(absent.numel())[:wanted].to(absent.device)]
+    if similarity is not None and present.any():
+        closeness = similarity[absent][:, present].max(1).values
+        drawn = absent[closeness.argsort(descending=True, stable=True)[:wanted]]
+    else:
+        drawn = absent[torch.randperm(absent.numel())[:wanted].to(absent.device)]
     present[drawn] = True
     return present.nonzero().flatten()
 
