@@ -84,7 +84,8 @@ benchmarks/head_cost.py and five-seed probes on H-CLIP q=32 and frozen CLIP): th
 points, and those that keep H-CLIP's (2 heads, 0.85-0.93x; + hidden 24, 0.77-0.80x) cost frozen CLIP
 0.7-1.2. Fewer classes per training batch (``model.train_classes=32``: the classes present plus random
 others, the same head) trains in 0.70x the time side by side, enough for about 2.0x, and keeps H-CLIP's
-scores over ten seeds, but costs frozen CLIP 0.76 ± 0.59 points (p = 0.02; reports/train_classes). So
+scores over ten seeds, but costs frozen CLIP 0.76 ± 0.59 points (p = 0.02; reports/train_classes;
+negatives chosen by text similarity instead cost both methods, reports/train_negatives). So
 every lever measured that reaches the 2x changes what the benchmark measures on some method; the 2x
 needs a decision to accept that.
 
