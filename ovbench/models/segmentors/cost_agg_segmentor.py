@@ -186,7 +186,9 @@ class OVCostAggSegmentor(OVSegmentorBase, EncoderDecoder):
 
     def _class_similarity(self) -> Optional[Tensor]:
         """``[C, C]`` cosine similarity of the classes' text embeddings (no gradient; a frozen text tower
-        serves them from its cache), for ``train_negatives='similar'``; else None."""
+        serves them from its cache), for ``train_negatives='similar'``; else None. It runs before this
+        step's ``begin_forward``, so a PEFT method with a per-forward pre-computation (H-CLIP's DCRC) ranks
+        the classes with the previous step's: a choice of negatives, not a trained quantity."""
         if self.train_negatives != "similar" or self.train_classes is None:
             return None
         names, groups = self.prompt_names()
