@@ -75,6 +75,15 @@ batch of block_size q=32, one thread; this machine's run-to-run spread is about 
   eager step, with a graph break at ``window_mask``'s ``int(lx.max())``; not kept. bf16 autocast: not tried, it changes the benchmark's arithmetic and not every
   CPU of this kind has AMX.
 
+**Where v4's step goes** (2026-12-05, torch.profiler over 3 bare steps of block_size q=32, one thread,
+0.61 s/iter under the profiler; self time): matrix products (Linear, bmm) 23%; window attention
+(SDPA forward + backward) 12.5%; convolutions 12.7%; copies 12%, spread over about 40 call sites
+(the largest 9 ms/iter: Linear inputs, window partition, view backward); GELU 8%; the 64x64 loss
+path (upsampling backward, BCE, the logged acc_seg's argmax) about 6%; cat (roll and split backward)
+4%; LayerNorm 3.6%. A hand-written attention (``softmax(q k^T) v`` by bmm) at these shapes (1536
+windows x 4 heads x 16 tokens x 8 channels, forward + backward) took 32-41 ms against SDPA's 20-21:
+not kept. No single exact saving in this list is above about 5% of the step.
+
 After these the forward is about 80% the head, which is now compute: the 32x32 decoder stage
 alone (convolutions, GroupNorm, GELU on 384 maps) is a quarter of an iteration, at about 40
 GFLOP/s on one core. The 2x target against a59a146 needs a cheaper head (fewer per-class
