@@ -14,17 +14,11 @@ import argparse
 import json
 import os
 import os.path as osp
-import warnings
 from typing import Any, Dict, List, Optional
 
 import ovbench  # noqa: F401  (shims + registration first)
-from mmengine.config import DictAction
 
-from ovbench.errors import InputError
-
-
-class CheckpointError(InputError):
-    """A checkpoint that is missing, or a file that is not a checkpoint ovbench can load safely."""
+from ovbench.train import CfgOptions, CheckpointError, check_checkpoint, seed_arg  # noqa: F401  (CheckpointError: re-exported)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -34,8 +28,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--work-dir", help="where logs and results go (default: ./work_dirs/<config>/test)")
     parser.add_argument("--data-root", help="where the datasets are: a config's data/<folder> becomes DIR/<folder> "
                         "(default: $OVBENCH_DATA_ROOT, else ./data; docs/datasets.md)")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--cfg-options", nargs="+", action=DictAction, help="override config keys")
+    parser.add_argument("--seed", type=seed_arg, default=0)
+    parser.add_argument("--cfg-options", nargs="+", action=CfgOptions, help="override config keys")
     parser.add_argument("--out", help="write raw predictions (label PNGs) to OUT/<set name>/, as mmseg's --out")
     parser.add_argument("--show-dir", help="write painted predictions (the config's SegVisualizationHook, every "
                         "`interval`-th image) under this directory, as mmseg's --show-dir")
@@ -67,13 +61,11 @@ def evaluate_config(
     from ovbench.evaluation import eval_datasets_of, evaluate_datasets
     from ovbench.train import load_config
 
-    if not osp.isfile(config):
-        raise InputError(f"config file not found: {config}")
-    if checkpoint is not None:
-        check_checkpoint(checkpoint)
     if work_dir is None:
         work_dir = osp.join("./work_dirs", osp.splitext(osp.basename(config))[0], "test")
     cfg = load_config(config, work_dir=work_dir, cfg_options=cfg_options, seed=seed, launcher=launcher)
+    if checkpoint is not None:
+        check_checkpoint(checkpoint)
     if show_dir is not None:
         paint_predictions(cfg, show_dir)
     cfg.load_from = checkpoint
@@ -98,22 +90,6 @@ def evaluate_config(
     return results
 
 
-def check_checkpoint(path: str) -> None:
-    """Load the checkpoint as the runner will (torch's safe loader with mmengine's types allowed, see
-    ``ovbench.compat``) before the runner creates its work dir, so a wrong file fails with a clear error and
-    nothing written. It costs a second read of the file. There is no unsafe fallback: unpickling an arbitrary
-    file can run code, so the error never suggests one."""
-    if not osp.isfile(path):
-        raise CheckpointError(f"checkpoint not found: {path}; expected a .pth file written by `ovbench train`")
-    from mmengine.runner.checkpoint import CheckpointLoader
-
-    try:
-        with warnings.catch_warnings():  # torch's unpickler warnings are noise next to the error below
-            warnings.simplefilter("ignore")
-            CheckpointLoader.load_checkpoint(path, map_location="cpu", logger="silent")
-    except Exception as e:  # a text file, a truncated file, a pickle of arbitrary objects, ...
-        raise CheckpointError(f"{path} is not a checkpoint that can be loaded safely ({type(e).__name__}); "
-                              "expected a .pth file written by `ovbench train` (mmengine)") from None
 def paint_predictions(cfg: Any, show_dir: str) -> None:
     """Turn on the config's visualization hook and save its drawings under ``show_dir`` (mmseg's way)."""
     hooks = cfg.get("default_hooks") or {}

@@ -42,6 +42,39 @@ def count_model(model_name: Optional[str], peft: Any, model_cfg: Optional[dict] 
     return count_parameters(model)
 
 
+def parse_peft_arg(text: str) -> Any:
+    """``--peft``: a JSON object (``{"type": "hclip", "q": 128}``) or a method name (``lora``)."""
+    from ovbench.errors import InputError
+
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as e:
+        if text.isidentifier():
+            return text
+        raise InputError(f"--peft: not JSON ({e.msg} at character {e.pos}); expected an object such as "
+                         '\'{"type": "hclip", "q": 128}\' or a method name such as lora') from None
+    if not isinstance(value, (dict, str)):
+        raise InputError(f"--peft: expected a JSON object or a method name, got {type(value).__name__}")
+    return value
+
+
+def check_model_name(name: str) -> str:
+    """An open_clip architecture name (``ViT-B-16``), or an InputError naming the closest ones."""
+    import difflib
+
+    import open_clip
+
+    from ovbench.errors import InputError
+
+    known = open_clip.list_models()
+    if name.replace("/", "-") not in known:  # open_clip's own spelling rule: ViT-B/16 = ViT-B-16
+        close = difflib.get_close_matches(name, known, n=3)
+        hint = f"did you mean {', '.join(close)}? " if close else ""
+        raise InputError(f"--model: unknown open_clip architecture {name!r}; {hint}expected a name from "
+                         "open_clip.list_models(), e.g. ViT-B-16")
+    return name
+
+
 def _find_clip_cfgs(node: Any, path: str = "model") -> Iterable[tuple]:
     if isinstance(node, dict):
         if node.get("type") == "OVCLIP":
@@ -150,11 +183,11 @@ def run(args: argparse.Namespace) -> int:
         return 0
     results: Dict[str, Any] = {}
     if args.model:
-        results[args.model] = count_model(args.model, json.loads(args.peft))
+        results[args.model] = count_model(check_model_name(args.model), parse_peft_arg(args.peft))
     elif args.config:
-        from mmengine.config import Config
+        from ovbench.train import read_config
 
-        cfg = Config.fromfile(args.config).to_dict()
+        cfg = read_config(args.config).to_dict()
         found = list(_find_clip_cfgs(cfg.get("model", cfg)))
         if not found:
             print(f"ovbench params: no OVCLIP model in {args.config}")

@@ -15,6 +15,34 @@ from typing import Any, Dict, List, Optional
 import ovbench  # noqa: F401  (shims + registration first)
 from mmengine.config import Config, DictAction
 
+from ovbench.errors import InputError
+
+#: the seeds torch, numpy and Python's ``random`` all accept (mmengine refuses others mid-build)
+MAX_SEED = 2**32 - 1
+
+
+class CfgOptions(DictAction):
+    """mmengine's ``--cfg-options KEY=VALUE ...`` (mmseg's tools' meaning), with a usage error instead of
+    a traceback for an item that is not ``KEY=VALUE`` (mmengine's own action raises ValueError)."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        for item in values if isinstance(values, list) else [values]:
+            key, sep, _ = str(item).partition("=")
+            if not sep or not key:
+                parser.error(f"{option_string}: expected KEY=VALUE (e.g. train_cfg.max_iters=10), got {item!r}")
+        super().__call__(parser, namespace, values, option_string)
+
+
+def seed_arg(text: str) -> int:
+    """argparse type of ``--seed``: an integer in [0, 2**32 - 1]."""
+    try:
+        seed = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer in [0, {MAX_SEED}], got {text!r}") from None
+    if not 0 <= seed <= MAX_SEED:
+        raise argparse.ArgumentTypeError(f"expected an integer in [0, {MAX_SEED}], got {seed}")
+    return seed
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("config", help="mmengine config file (.py)")
@@ -27,14 +55,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="resume training: from the latest checkpoint in the work dir, or from the given checkpoint",
     )
     parser.add_argument("--amp", action="store_true", help="automatic mixed precision")
-    parser.add_argument("--seed", type=int, default=None, help="random seed (default: the config's, else 0)")
+    parser.add_argument("--data-root", help="where the datasets are: a config's data/<folder> becomes DIR/<folder> "
+                        "(default: $OVBENCH_DATA_ROOT, else ./data; docs/datasets.md)")
+    parser.add_argument("--seed", type=seed_arg, default=None, help="random seed (default: the config's, else 0)")
     parser.add_argument(
         "--deterministic", action="store_true", help="also make cuDNN / torch algorithms deterministic"
     )
     parser.add_argument(
         "--cfg-options",
         nargs="+",
-        action=DictAction,
+        action=CfgOptions,
         help="override config keys, e.g. model.backbone.depth=18 'train_cfg.max_iters=10'",
     )
     parser.add_argument(
@@ -54,9 +84,7 @@ def load_config(
     deterministic: bool = False,
 ) -> Config:
     """Build the final config exactly as ``tools/train.py`` would, plus seed handling."""
-    if not osp.isfile(config):
-        raise FileNotFoundError(f"config file not found: {config}")
-    cfg = Config.fromfile(config)
+    cfg = read_config(config)
     cfg.launcher = launcher
     if cfg_options:
         cfg.merge_from_dict(cfg_options)
@@ -76,6 +104,8 @@ def load_config(
         if optim_wrapper != "AmpOptimWrapper":
             cfg.optim_wrapper.type = "AmpOptimWrapper"
             cfg.optim_wrapper.loss_scale = "dynamic"
+    if resume not in (None, "auto"):
+        check_checkpoint(resume)
     if resume == "auto":
         cfg.resume = True
         cfg.load_from = None
@@ -88,6 +118,56 @@ def load_config(
         _cpu_distributed(cfg)
     check_peft_lr_mult(cfg, config)
     return cfg
+
+
+def read_config(config: str) -> Config:
+    """The mmengine config at ``config``, or an :class:`InputError` naming the file (missing, not a config,
+    or a config whose Python fails): every command that takes a CONFIG reads it here."""
+    if not osp.isfile(config):
+        raise InputError(f"config file not found: {config}; expected an mmengine config (.py)")
+    try:
+        return Config.fromfile(config)
+    except (Exception, SystemExit) as e:  # a syntax error, a wrong suffix, a missing _base_, even exit()
+        first = (str(e).strip().splitlines() or [""])[0]
+        raise InputError(f"{config}: config cannot be loaded: {type(e).__name__}: {first}; expected an mmengine "
+                         "config (.py, .yaml or .json)") from None
+
+
+class CheckpointError(InputError):
+    """A checkpoint that is missing, or a file that is not a checkpoint ovbench can load safely."""
+
+
+def check_checkpoint(path: str) -> None:
+    """Load the checkpoint as the runner will (torch's safe loader with mmengine's types allowed, see
+    ``ovbench.compat``) before the runner creates its work dir, so a wrong file fails with a clear error and
+    nothing written. It costs a second read of the file. There is no unsafe fallback: unpickling an arbitrary
+    file can run code, so the error never suggests one."""
+    if not osp.isfile(path):
+        raise CheckpointError(f"checkpoint not found: {path}; expected a .pth file written by `ovbench train`")
+    import warnings
+
+    from mmengine.runner.checkpoint import CheckpointLoader
+
+    try:
+        with warnings.catch_warnings():  # torch's unpickler warnings are noise next to the error below
+            warnings.simplefilter("ignore")
+            CheckpointLoader.load_checkpoint(path, map_location="cpu", logger="silent")
+    except Exception as e:  # a text file, a truncated file, a pickle of arbitrary objects, ...
+        raise CheckpointError(f"{path} is not a checkpoint that can be loaded safely ({type(e).__name__}); "
+                              "expected a .pth file written by `ovbench train` (mmengine)") from None
+
+
+def point_training_data(cfg: Config, root: Optional[str] = None) -> None:
+    """Point the config's datasets at the data root (``--data-root``, else ``$OVBENCH_DATA_ROOT``, else
+    ./data; generated sets are made on first use) and check, before the runner is built, the sets
+    training reads: the training set, and the validation set when the config has a validation loop."""
+    from ovbench.data.check import check_datasets
+    from ovbench.data.roots import data_root, point_config
+
+    point_config(cfg, data_root(root))
+    keys = ["train_dataloader"] + (["val_dataloader"] if cfg.get("val_cfg") else [])
+    check_datasets({key: cfg[key]["dataset"] for key in keys
+                    if cfg.get(key) and cfg[key].get("dataset") is not None})
 
 
 def _peft_lr_mult_keys(node: Any, path: str = "model") -> List[str]:
@@ -110,7 +190,6 @@ def check_peft_lr_mult(cfg: Config, config: str = "the config") -> None:
         return
     from mmseg.registry import OPTIM_WRAPPER_CONSTRUCTORS
 
-    from ovbench.errors import InputError
     from ovbench.models.optim import PeftOptimWrapperConstructor
 
     name = (cfg.get("optim_wrapper") or {}).get("constructor", "DefaultOptimWrapperConstructor")
@@ -200,6 +279,7 @@ def run(args: argparse.Namespace) -> int:
         launcher=args.launcher,
         deterministic=args.deterministic,
     )
+    point_training_data(cfg, args.data_root)
     train(cfg)
     end_distributed()
     return 0

@@ -1,0 +1,94 @@
+"""`ovbench train` / `ovbench test` / `ovbench params`: wrong inputs give one error line (usage errors
+exit 2 through argparse), and `ovbench train` reads its data from the data root as `ovbench test` does."""
+from __future__ import annotations
+
+import pytest
+
+from conftest import SMOKE_CONFIG
+from ovbench.cli import main
+
+
+def error_text(capsys) -> str:
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    return err
+
+
+@pytest.mark.parametrize("command", ["train", "test"])
+def test_cfg_options_item_without_equals_is_a_usage_error(command, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main([command, str(SMOKE_CONFIG), "--cfg-options", "train_cfg.max_iters=2", "foo"])
+    assert exit_.value.code == 2
+    assert "--cfg-options: expected KEY=VALUE" in error_text(capsys)
+
+
+@pytest.mark.parametrize("seed", ["-1", "4294967296", "x"])
+def test_seed_outside_what_the_libraries_accept_is_a_usage_error(seed, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(["train", str(SMOKE_CONFIG), "--seed", seed])
+    assert exit_.value.code == 2
+    assert "--seed: expected an integer in [0, 4294967295]" in error_text(capsys)
+
+
+@pytest.mark.parametrize("name, content, needle", [
+    ("missing.py", None, "config file not found"),
+    ("notes.md", "# not a config\n", "config cannot be loaded: OSError"),
+    ("broken.py", "x = (\n", "config cannot be loaded: SyntaxError"),
+])
+@pytest.mark.parametrize("command", [["train"], ["test"], ["params"]])
+def test_a_config_that_cannot_be_read_names_the_file(command, name, content, needle, tmp_path, capsys):
+    config = tmp_path / name
+    if content is not None:
+        config.write_text(content)
+    assert main(command + [str(config)]) == 2
+    err = error_text(capsys)
+    assert err.startswith("error: ") and str(config) in err and needle in err
+
+
+def test_resume_from_a_file_that_is_not_a_checkpoint_fails_before_the_work_dir(tmp_path, capsys):
+    not_a_checkpoint = tmp_path / "notes.txt"
+    not_a_checkpoint.write_text("hello")
+    work = tmp_path / "wd"
+    assert main(["train", str(SMOKE_CONFIG), "--work-dir", str(work), "--resume", str(not_a_checkpoint)]) == 2
+    err = error_text(capsys)
+    assert "is not a checkpoint that can be loaded safely" in err and "weights_only" not in err
+    assert not work.exists()
+    assert main(["train", str(SMOKE_CONFIG), "--work-dir", str(work), "--resume", str(tmp_path / "no.pth")]) == 2
+    assert "checkpoint not found" in error_text(capsys)
+
+
+def test_train_reads_its_data_under_the_data_root(tmp_path, monkeypatch):
+    """The smoke config says data/toy-v2: with --data-root the toy set is generated there and training runs
+    from any working directory, as `ovbench test` and the sweep's trials find their data."""
+    monkeypatch.chdir(tmp_path)  # no ./data here
+    root, work = tmp_path / "elsewhere", tmp_path / "wd"
+    assert main(["train", str(SMOKE_CONFIG), "--work-dir", str(work), "--data-root", str(root),
+                 "--cfg-options", "train_cfg.max_iters=2", "train_cfg.val_interval=100",
+                 "default_hooks.checkpoint.interval=2"]) == 0
+    assert (root / "toy-v2" / "vocabulary.json").is_file()
+    assert (work / "iter_2.pth").is_file()
+    assert not (tmp_path / "data").exists()
+
+
+def test_train_with_a_missing_dataset_names_it_before_building_anything(tmp_path, capsys):
+    work = tmp_path / "wd"
+    assert main(["train", str(SMOKE_CONFIG), "--work-dir", str(work), "--data-root", str(tmp_path),
+                 "--cfg-options", "train_dataloader.dataset.data_root=data/not_downloaded"]) == 2
+    err = error_text(capsys)
+    assert "dataset train_dataloader: folder not found" in err and str(tmp_path / "not_downloaded") in err
+    assert not work.exists()
+
+
+@pytest.mark.parametrize("argv, needle", [
+    (["--model", "ViT-B-61"], "unknown open_clip architecture 'ViT-B-61'; did you mean ViT-B-16"),
+    (["--model", "ViT-B-16", "--peft", "{bad"], "--peft: not JSON"),
+    (["--model", "ViT-B-16", "--peft", "[1]"], "--peft: expected a JSON object or a method name, got list"),
+])
+def test_params_wrong_model_or_peft_is_one_error_line(argv, needle, capsys):
+    assert main(["params"] + argv) == 2
+    assert needle in error_text(capsys)
+
+
+def test_params_accepts_open_clips_spellings_and_a_method_name(capsys):
+    assert main(["params", "--model", "ovbench-tiny-vit", "--peft", "lora", "--json"]) == 0
+    assert '"trainable"' in capsys.readouterr().out
