@@ -12,7 +12,7 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
-from typing import Any, Dict, Iterable, List, Optional
+from typing import Any, Dict, List, Optional
 
 # The H-CLIP paper's printed parameter figures (ViT-B/16, "M"), methods.md section 2.
 PAPER_B16 = {
@@ -30,16 +30,10 @@ MODELS = {"ViT-B/16": "ViT-B-16", "ViT-L/14": "ViT-L-14"}
 
 def count_model(model_name: Optional[str], peft: Any, model_cfg: Optional[dict] = None) -> Dict[str, Dict[str, int]]:
     """Counts for one open_clip model + PEFT config, built on the meta device."""
-    import open_clip
-    import torch
+    from ovbench.models.clip.meta import build_on_meta
+    from ovbench.peft import count_parameters
 
-    from ovbench.peft import apply_peft, count_parameters
-
-    with torch.device("meta"):
-        model = (open_clip.CLIP(**model_cfg) if model_cfg is not None
-                 else open_clip.create_model(model_name, pretrained=None, device="meta"))
-        apply_peft(model, peft)
-    return count_parameters(model)
+    return count_parameters(build_on_meta(model_name, peft, model_cfg))
 
 
 def parse_peft_arg(text: str) -> Any:
@@ -73,17 +67,6 @@ def check_model_name(name: str) -> str:
         raise InputError(f"--model: unknown open_clip architecture {name!r}; {hint}expected a name from "
                          "open_clip.list_models(), e.g. ViT-B-16")
     return name
-
-
-def _find_clip_cfgs(node: Any, path: str = "model") -> Iterable[tuple]:
-    if isinstance(node, dict):
-        if node.get("type") == "OVCLIP":
-            yield path, node
-        for k, v in node.items():
-            yield from _find_clip_cfgs(v, f"{path}.{k}")
-    elif isinstance(node, (list, tuple)):
-        for i, v in enumerate(node):
-            yield from _find_clip_cfgs(v, f"{path}[{i}]")
 
 
 def format_rows(rows: Dict[str, Dict[str, int]]) -> str:
@@ -188,7 +171,9 @@ def run(args: argparse.Namespace) -> int:
         from ovbench.train import read_config
 
         cfg = read_config(args.config).to_dict()
-        found = list(_find_clip_cfgs(cfg.get("model", cfg)))
+        from ovbench.models.clip.meta import clip_configs
+
+        found = list(clip_configs(cfg.get("model", cfg)))
         if not found:
             print(f"ovbench params: no OVCLIP model in {args.config}")
             return 1

@@ -312,3 +312,29 @@ def test_trial_process_that_dies_without_a_result_names_its_log(tmp_path):
     assert "exited with code 1 without a result" in result["error"], result
     assert f"see {work / 'trial.log'}" in result["error"]
     assert "encodings" in result["log_tail"]  # Python's own words on why it could not start
+
+
+def test_a_point_that_cannot_build_its_model_stops_the_dry_run_and_the_run(tmp_path, monkeypatch, capsys):
+    """A block size that does not divide the tiny CLIP's width 128 fails before any storage exists,
+    naming the point and the expected form (not once per trial, after the study started)."""
+    from conftest import REPO_ROOT
+
+    monkeypatch.chdir(REPO_ROOT)
+    path = tmp_path / "bad_q.yaml"
+    path.write_text(f"""\
+study: bad_q
+base_config: configs/synth/hclip.py
+space:
+  model.clip.peft.q: [32, 17]
+seeds: [0, 1, 2]
+reference: "q=32"
+datasets: [synth_large]
+work_dir: {tmp_path / 'work'}
+""")
+    for extra in (["--dry-run"], []):
+        assert main(["run", str(path)] + extra) == 2
+        err = capsys.readouterr().err
+        assert "1 point(s) of the space cannot build their model" in err
+        assert "trial 3 (model.clip.peft.q=17  seed=0)" in err and "expected a positive divisor of 128" in err
+        assert "Traceback" not in err
+    assert not (tmp_path / "work").exists()

@@ -9,9 +9,11 @@ the study's config with its overrides), so what is checked is what is read.
 from __future__ import annotations
 
 import copy
+import json
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
+from ovbench.errors import InputError
 from ovbench.sweep.schema import AblationSpec
 
 
@@ -54,6 +56,40 @@ def check_study_data(spec: AblationSpec, root: Path) -> Dict[str, str]:
     sets = study_datasets(spec, root, generate=True)
     check_datasets(sets)
     return {name: str(sets[name].get("data_root")) for name in spec.datasets}
+
+
+class UnbuildablePoint(InputError):
+    """A grid point whose CLIP cannot take its PEFT config (e.g. a block size that does not divide the width)."""
+
+
+def check_points_build(spec: AblationSpec, cfg: Any = None) -> None:
+    """Build each grid point's CLIP and PEFT method on the meta device (:mod:`ovbench.models.clip.meta`;
+    shapes only, a fraction of a second each) and refuse the study, naming every point that fails, before
+    its storage exists. Without this a wrong value passes ``--dry-run`` and then fails each of its trials.
+    Points that differ only in the seed are built once. Samplers other than grid draw their points later:
+    their ranges are not checked here."""
+    from ovbench.models.clip.meta import build_on_meta, clip_configs
+
+    if spec.sampler != "grid":
+        return
+    cfg = cfg if cfg is not None else study_config(spec)
+    problems, built = [], set()
+    for number, point in enumerate(spec.grid_points()):
+        trial_cfg = copy.deepcopy(cfg)
+        trial_cfg.merge_from_dict(copy.deepcopy(spec.config_params(point)))
+        for where, clip in clip_configs(trial_cfg.to_dict().get("model")):
+            args = (clip.get("model_name", "ViT-B-16"), clip.get("peft"), clip.get("model_cfg"))
+            key = json.dumps(args, sort_keys=True, default=str)
+            if key in built:
+                continue
+            built.add(key)
+            try:
+                build_on_meta(*args)
+            except Exception as e:  # what OVCLIP's build would raise in every trial of this point
+                problems.append(f"trial {number} ({_point_text(point)}): {where}: {type(e).__name__}: {e}")
+    if problems:
+        lines = "\n".join(f"  - {p}" for p in problems)
+        raise UnbuildablePoint(f"{spec.path}: {len(problems)} point(s) of the space cannot build their model:\n{lines}")
 
 
 def trial_iterations(spec: AblationSpec, cfg: Any) -> List[Optional[int]]:

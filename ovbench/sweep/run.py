@@ -137,6 +137,7 @@ def run(args: argparse.Namespace, create: bool = True) -> int:
         root = data_root(getattr(args, "data_root", None))
         if getattr(args, "data_root", None):
             os.environ[DATA_ROOT_ENV] = str(root)  # trials (subprocesses, SLURM jobs) inherit the data root
+        preflight.check_points_build(spec)  # a point that cannot build its model fails here, not per trial
         if getattr(args, "dry_run", False):
             print("\n".join(preflight.plan_lines(spec, root, spec.executor.type, planned_workers(args, spec))))
             return 0
