@@ -234,7 +234,17 @@ def test_workers_capped_at_the_points(spec_path):
     assert opts.workers == 2  # two grid points x one seed
 
 
-@pytest.mark.parametrize("flag", [["--workers", "0"], ["--workers", "100000"], ["--grace", "-1"],
+def test_workers_zero_means_the_cores_on_the_command_line_as_in_the_file(spec_path, monkeypatch):
+    from ovbench.sweep.run import planned_workers
+
+    monkeypatch.setattr("os.cpu_count", lambda: 1)
+    spec = load_spec(spec_path)
+    assert planned_workers(argparse.Namespace(workers=0), spec) == 1
+    monkeypatch.setattr("os.cpu_count", lambda: 64)
+    assert planned_workers(argparse.Namespace(workers=0), spec) == 2  # capped at the two points
+
+
+@pytest.mark.parametrize("flag", [["--workers", "-1"], ["--workers", "100000"], ["--grace", "-1"],
                                   ["--heartbeat", "nan"], ["--workers", "many"]])
 def test_bad_run_flags_are_usage_errors(spec_path, tmp_path, capsys, flag):
     with pytest.raises(SystemExit) as info:
@@ -278,6 +288,14 @@ def test_missing_objective_failure_line_gives_the_reason(spec_path, tmp_path):
 
 
 # ----------------------------------------------------------------------------- 11, CLI
+
+
+@pytest.mark.parametrize("flag", [["--scale", "-1"], ["--scale", "0"], ["--scale", "nan"], ["--size", "0"]])
+def test_synth_sizes_must_be_positive(flag, tmp_path, capsys):
+    with pytest.raises(SystemExit) as info:
+        main(["data", "synth", "--out", str(tmp_path / "s"), *flag])
+    assert info.value.code == 2 and "expected a positive" in capsys.readouterr().err
+    assert not (tmp_path / "s").exists()
 
 
 def test_synth_out_that_is_a_file(tmp_path, capsys):

@@ -154,6 +154,8 @@ def test_dry_run_prints_the_plan_and_creates_nothing(tmp_path, cli_env):
     assert f"  ade847: {data / 'ADE20K_2021_17_01'}\n" in text  # present: no mark
     assert f"  voc20: {data / 'VOCdevkit/VOC2012'}  (MISSING)" in text
     assert f"  train (COCOStuffDataset): {data / 'coco_stuff164k'}  (MISSING)" in text
+    assert text.rstrip().endswith("6 dataset(s) MISSING: `ovbench run` without --dry-run would stop before "
+                                  "creating the study (docs/datasets.md)")  # all but ade847
     assert "executor: local, 1 worker(s)" in text and "iterations: 960000 (80000 per trial x 12)" in text
     assert [line.split()[1] for line in text.splitlines() if line.startswith("    ") and "seed=0" in line] == [
         "model.clip.peft.q=32", "model.clip.peft.q=64", "model.clip.peft.q=128", "model.clip.peft.q=256"]

@@ -92,3 +92,9 @@ def test_params_wrong_model_or_peft_is_one_error_line(argv, needle, capsys):
 def test_params_accepts_open_clips_spellings_and_a_method_name(capsys):
     assert main(["params", "--model", "ovbench-tiny-vit", "--peft", "lora", "--json"]) == 0
     assert '"trainable"' in capsys.readouterr().out
+
+
+def test_an_unknown_evaluation_set_is_one_plain_line(capsys):
+    assert main(["test", str(SMOKE_CONFIG), "--datasets", "nope"]) == 2
+    err = error_text(capsys)
+    assert err.startswith("error: unknown evaluation set(s) ['nope']") and not err.startswith('error: "')

@@ -129,15 +129,20 @@ def plan_lines(spec: AblationSpec, root: Path, executor: str, workers: int) -> L
     lines = [f"study {spec.study} ({spec.scale} scale): {n} trial(s), {spec.sampler} sampler, "
              f"objective {spec.objective_metric} ({spec.direction})",
              f"config: {spec.base_config_path()}", f"data root: {root}", "datasets:"]
+    missing = 0
     for label, ds in sets.items():
         where = Path(str(ds.get("data_root")))
         state = "" if where.is_dir() else "  (generated on first use)" if is_generated(where, root) else "  (MISSING)"
+        missing += state == "  (MISSING)"
         lines.append(f"  {label}: {where}{state}")
     lines.append(f"executor: {executor}, {workers} worker(s), timeout {spec.executor.timeout_min:g} min per trial")
     lines.append(iterations_line(trial_iterations(spec, cfg)))
     lines.append("trials:" if spec.sampler == "grid" else f"trials: {n} sampled by {spec.sampler} from:")
     points = spec.grid_points() if spec.sampler == "grid" else [{k: v.to_dict() for k, v in spec.space.items()}]
     lines.extend(f"  {i:>3}  {_point_text(p)}" for i, p in enumerate(points))
+    if missing:
+        lines.append(f"{missing} dataset(s) MISSING: `ovbench run` without --dry-run would stop before creating "
+                     "the study (docs/datasets.md)")
     return lines
 
 

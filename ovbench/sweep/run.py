@@ -29,13 +29,15 @@ from ovbench.sweep.spec import MAX_WORKERS, SCALES, AblationSpec, load_spec
 
 
 def _workers(text: str) -> int:
-    """``--workers``: 1..MAX_WORKERS (argparse prints the error and exits 2)."""
+    """``--workers``: 0..MAX_WORKERS, 0 = the machine's cores as in the file's ``executor.workers``
+    (argparse prints the error and exits 2)."""
     try:
         n = int(text)
     except ValueError:
-        n = 0
-    if not 1 <= n <= MAX_WORKERS:
-        raise argparse.ArgumentTypeError(f"expected an integer 1..{MAX_WORKERS}, got {text!r}")
+        n = -1
+    if not 0 <= n <= MAX_WORKERS:
+        raise argparse.ArgumentTypeError(f"expected an integer 0..{MAX_WORKERS} (0 = the machine's cores), "
+                                         f"got {text!r}")
     return n
 
 
@@ -56,8 +58,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--storage", help="optuna storage URL (default: sqlite under the work dir; "
                         "postgresql://... for many machines; journal:PATH for a journal file on shared disk)")
     parser.add_argument("--work-dir", help="sweep work dir (default: the file's work_dir or work_dirs/sweeps/<study>)")
-    parser.add_argument("--workers", type=_workers, help=f"parallel trials, 1..{MAX_WORKERS} (default: the file's, "
-                        "else the machine's cores; never more than the study has points)")
+    parser.add_argument("--workers", type=_workers, help=f"parallel trials, 0..{MAX_WORKERS}; 0 = the machine's cores, as in "
+                        "the file (default: the file's, else the cores; never more than the study has points)")
     parser.add_argument("--executor", choices=sorted(ex.EXECUTORS), help="override the file's executor")
     parser.add_argument("--rerun", action="store_true", help="run every point again, even completed ones")
     parser.add_argument("--new-study", action="store_true", help="if the file changed, run it as a new study")
@@ -108,8 +110,13 @@ def prepare(args: argparse.Namespace, create: bool = True,
 
 
 def planned_workers(args: argparse.Namespace, spec: AblationSpec) -> int:
-    """``--workers``, else the file's, else the cores; never more than the study has points."""
-    return min(args.workers or ex.default_workers(spec), max(1, spec.n_points()))
+    """``--workers``, else the file's, else the cores (``0`` in either means the cores); never more than
+    the study has points."""
+    if args.workers is None:
+        workers = ex.default_workers(spec)
+    else:
+        workers = args.workers or max(1, os.cpu_count() or 1)
+    return min(workers, max(1, spec.n_points()))
 
 
 def summarize(spec: AblationSpec, opts: ex.RunOptions, elapsed: float, ran: Optional[List[int]] = None) -> int:
