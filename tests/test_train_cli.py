@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from conftest import SMOKE_CONFIG
+from conftest import REPO_ROOT, SMOKE_CONFIG
 from ovbench.cli import main
 
 
@@ -98,3 +98,15 @@ def test_an_unknown_evaluation_set_is_one_plain_line(capsys):
     assert main(["test", str(SMOKE_CONFIG), "--datasets", "nope"]) == 2
     err = error_text(capsys)
     assert err.startswith("error: unknown evaluation set(s) ['nope']") and not err.startswith('error: "')
+
+
+def test_a_peft_value_the_model_cannot_take_is_one_line_with_exit_2(tmp_path, capsys):
+    """PEFT config errors are input errors (PeftConfigError), also when only the model's build finds them."""
+    from ovbench.peft import PeftConfigError, build_peft_config
+
+    with pytest.raises(PeftConfigError, match="peft.type: unknown method 'nope'") as info:
+        build_peft_config({"type": "nope"})
+    assert isinstance(info.value, KeyError) and str(info.value).startswith("peft.type")  # no KeyError quotes
+    assert main(["train", str(REPO_ROOT / "configs/synth/hclip.py"), "--work-dir", str(tmp_path / "wd"),
+                 "--cfg-options", "model.clip.peft.q=17"]) == 2
+    assert error_text(capsys).startswith("error: peft.q (hclip): block size 17 does not divide the image width 128")

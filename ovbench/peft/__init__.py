@@ -13,6 +13,7 @@ from ovbench.peft.base import (  # noqa: F401
     FreeCount,
     PEFT_METHODS,
     PeftConfig,
+    PeftConfigError,
     PeftMethod,
     attention_weights,
     apply_peft,
@@ -31,6 +32,7 @@ from ovbench.peft.orth import cayley, hyperspherical_energy, orthogonality_error
 
 __all__ = [
     "PEFT_METHODS",
+    "PeftConfigError",
     "apply_peft",
     "build_peft_config",
     "count_parameters",

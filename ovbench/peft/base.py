@@ -33,6 +33,7 @@ from ovbench.peft.config import (  # noqa: F401  (re-exported: the base of every
     PEFT_METHODS,
     SITE_ALIASES,
     PeftConfig,
+    PeftConfigError,
     build_peft_config,
     register_peft,
 )
@@ -79,7 +80,7 @@ class PeftMethod(nn.Module):
         self.towers = {k: v for k, v in get_towers(model).items() if k in cfg.encoders}
         for enc in cfg.encoders:
             if enc not in self.towers:
-                raise ValueError(f"peft.encoders: the model has no {enc} transformer tower")
+                raise PeftConfigError(f"peft.encoders: the model has no {enc} transformer tower")
         self.targets: Dict[str, List[int]] = {
             enc: cfg.block_indices(enc, t.layers) for enc, t in self.towers.items()
         }

@@ -9,6 +9,26 @@ import dataclasses
 import math
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
+from ovbench.errors import InputError
+
+
+class PeftConfigError(InputError, ValueError):
+    """A PEFT config that is malformed or does not fit its model. The message names the key
+    (``peft.<field> (<method>)``) and the expected form; as an :class:`InputError`, every command reports
+    it as one line with exit code 2, and a sweep records it as the trial's reason."""
+
+    def __str__(self) -> str:  # one plain line, also for the KeyError subclass (whose str() would quote it)
+        return str(self.args[0]) if self.args else ""
+
+
+class UnknownPeftMethod(PeftConfigError, KeyError):
+    """``peft.type`` names no registered method."""
+
+
+class PeftConfigTypeError(PeftConfigError, TypeError):
+    """A PEFT field of the wrong type, or a key the method does not have."""
+
+
 ENCODERS = ("image", "text")
 ATTN_SITES = ("q", "k", "v", "out")
 MLP_SITES = ("mlp_fc", "mlp_proj")
@@ -67,7 +87,7 @@ class PeftConfig:
         if isinstance(spec, dict):
             unknown = set(spec) - set(ENCODERS)
             if unknown:
-                raise ValueError(f"peft.blocks: unknown encoder keys {sorted(unknown)}; expected 'image'/'text'")
+                raise PeftConfigError(f"peft.blocks: unknown encoder keys {sorted(unknown)}; expected 'image'/'text'")
             spec = spec.get(encoder)
         if spec is None:
             return list(range(n_layers))
@@ -75,7 +95,7 @@ class PeftConfig:
         for i in spec:
             j = int(i) + n_layers if int(i) < 0 else int(i)
             if not 0 <= j < n_layers:
-                raise ValueError(f"peft.blocks: index {i} out of range for the {encoder} encoder ({n_layers} blocks)")
+                raise PeftConfigError(f"peft.blocks: index {i} out of range for the {encoder} encoder ({n_layers} blocks)")
             out.append(j)
         return sorted(set(out))
 
@@ -90,7 +110,7 @@ def _parse_encoders(value: Any, method: str) -> Tuple[str, ...]:
     out = tuple(e for e in ENCODERS if e in set(value))
     bad = set(value) - set(ENCODERS)
     if bad:
-        raise ValueError(f"peft.encoders ({method}): unknown {sorted(bad)}; expected 'image', 'text' or 'both'")
+        raise PeftConfigError(f"peft.encoders ({method}): unknown {sorted(bad)}; expected 'image', 'text' or 'both'")
     return out
 
 
@@ -98,7 +118,7 @@ def _parse_lr_mult(value: Any, method: str) -> Optional[float]:
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
-        raise ValueError(f"peft.lr_mult ({method}): expected a positive finite number or None, got {value!r}")
+        raise PeftConfigError(f"peft.lr_mult ({method}): expected a positive finite number or None, got {value!r}")
     return float(value)
 
 
@@ -109,12 +129,12 @@ def _parse_sites(value: Any, allowed: Sequence[str], method: str) -> Tuple[str, 
     for s in value:
         for t in SITE_ALIASES.get(s, (s,)):
             if t not in ATTN_SITES + MLP_SITES:
-                raise ValueError(
+                raise PeftConfigError(
                     f"peft.sites ({method}): unknown site {s!r}; expected some of "
                     f"{list(ATTN_SITES + MLP_SITES)} or an alias {sorted(SITE_ALIASES)}"
                 )
             if t not in allowed:
-                raise ValueError(f"peft.sites ({method}): site {t!r} is not supported; supported: {list(allowed)}")
+                raise PeftConfigError(f"peft.sites ({method}): site {t!r} is not supported; supported: {list(allowed)}")
             if t not in out:
                 out.append(t)
     return tuple(out)
@@ -131,10 +151,10 @@ def build_peft_config(cfg: Any) -> PeftConfig:
     cfg = dict(cfg)
     name = cfg.pop("type", None)
     if name not in PEFT_METHODS:
-        raise KeyError(f"peft.type: unknown method {name!r}; expected one of {sorted(PEFT_METHODS)}")
+        raise UnknownPeftMethod(f"peft.type: unknown method {name!r}; expected one of {sorted(PEFT_METHODS)}")
     cls = PEFT_METHODS[name]
     fields = {f.name for f in dataclasses.fields(cls) if f.init}
     bad = set(cfg) - fields
     if bad:
-        raise TypeError(f"peft ({name}): unknown keys {sorted(bad)}; expected some of {sorted(fields)}")
+        raise PeftConfigTypeError(f"peft ({name}): unknown keys {sorted(bad)}; expected some of {sorted(fields)}")
     return cls(**cfg)

@@ -55,6 +55,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ovbench.peft.config import PeftConfigError
 from ovbench.peft.base import ATTN_SITES, ENCODERS, FreeCount, PeftConfig, PeftMethod, register_peft
 from ovbench.peft.oft import check_block_size
 from ovbench.peft.orth import (
@@ -132,9 +133,9 @@ class HClipMethod(PeftMethod):
         self.dcrc: Optional[nn.Module] = None
         if cfg.dcrc is not None:
             if len(self.targets) != 2:
-                raise ValueError("peft.dcrc (hclip): DCRC mixes both encoders; it needs encoders='both'")
+                raise PeftConfigError("peft.dcrc (hclip): DCRC mixes both encoders; it needs encoders='both'")
             if self.q["image"] != self.q["text"]:
-                raise ValueError(f"peft.dcrc (hclip): DCRC needs one block size for both encoders, got {self.q}")
+                raise PeftConfigError(f"peft.dcrc (hclip): DCRC needs one block size for both encoders, got {self.q}")
             layers = max(len(i) for i in self.targets.values())
             blocks = self.nb["image"] + self.nb["text"]
             self.dcrc = DcrcRelease(layers, n_sites, blocks) if cfg.dcrc == "release" else DcrcPaper(
@@ -297,22 +298,22 @@ class HClipConfig(PeftConfig):
             self.encoders = {True: "both", False: "image"}.get(self.symmetric, self.symmetric)
         super().__post_init__()
         if self.orth not in ORTH_CHOICES:
-            raise ValueError(f"peft.orth (hclip): expected one of {list(ORTH_CHOICES)}, got {self.orth!r}")
+            raise PeftConfigError(f"peft.orth (hclip): expected one of {list(ORTH_CHOICES)}, got {self.orth!r}")
         if self.dcrc not in (None, "paper", "release"):
-            raise ValueError(f"peft.dcrc (hclip): expected None, 'paper' or 'release', got {self.dcrc!r}")
+            raise PeftConfigError(f"peft.dcrc (hclip): expected None, 'paper' or 'release', got {self.dcrc!r}")
         if self.dcrc_on not in ("stored", "rotations"):
-            raise ValueError(f"peft.dcrc_on (hclip): expected 'stored' or 'rotations', got {self.dcrc_on!r}")
+            raise PeftConfigError(f"peft.dcrc_on (hclip): expected 'stored' or 'rotations', got {self.dcrc_on!r}")
         if self.cayley not in ("exact", "neumann"):
-            raise ValueError(f"peft.cayley (hclip): expected 'exact' or 'neumann', got {self.cayley!r}")
+            raise PeftConfigError(f"peft.cayley (hclip): expected 'exact' or 'neumann', got {self.cayley!r}")
         if self.compute not in ("auto", "activation", "weight"):
-            raise ValueError(f"peft.compute (hclip): expected 'auto', 'activation' or 'weight', got {self.compute!r}")
+            raise PeftConfigError(f"peft.compute (hclip): expected 'auto', 'activation' or 'weight', got {self.compute!r}")
         if isinstance(self.q, dict) and set(self.q) != set(ENCODERS):
-            raise ValueError(f"peft.q (hclip): a dict needs exactly the keys 'image' and 'text', got {sorted(self.q)}")
+            raise PeftConfigError(f"peft.q (hclip): a dict needs exactly the keys 'image' and 'text', got {sorted(self.q)}")
         if not isinstance(self.train_blocks, bool):
-            raise ValueError(f"peft.train_blocks (hclip): expected true or false, got {self.train_blocks!r}")
+            raise PeftConfigError(f"peft.train_blocks (hclip): expected true or false, got {self.train_blocks!r}")
         if not self.train_blocks and self.dcrc is None:
-            raise ValueError("peft.train_blocks=False (hclip) leaves nothing to train without dcrc; "
+            raise PeftConfigError("peft.train_blocks=False (hclip) leaves nothing to train without dcrc; "
                              "set dcrc='paper' or 'release' (the 'DCRC only' setting)")
         self.orth_lambda = float(self.orth_lambda)
         if self.orth_lambda < 0:
-            raise ValueError(f"peft.orth_lambda (hclip): expected >= 0 or inf, got {self.orth_lambda}")
+            raise PeftConfigError(f"peft.orth_lambda (hclip): expected >= 0 or inf, got {self.orth_lambda}")

@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ovbench.peft.config import PeftConfigError
 from ovbench.peft.base import PeftConfig, PeftMethod, register_peft
 
 
@@ -21,7 +22,7 @@ class LoraMethod(PeftMethod):
     def __init__(self, cfg: "LoraConfig", model: nn.Module) -> None:
         super().__init__(cfg, model)
         if cfg.r < 1:
-            raise ValueError(f"peft.r (lora): rank must be a positive integer, got {cfg.r}")
+            raise PeftConfigError(f"peft.r (lora): rank must be a positive integer, got {cfg.r}")
         self.scale = cfg.alpha / cfg.r
         self.drop = nn.Dropout(cfg.dropout) if cfg.dropout > 0 else nn.Identity()
         self.lora_a = nn.ParameterDict()

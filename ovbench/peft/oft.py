@@ -19,6 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ovbench.peft.config import PeftConfigError
 from ovbench.peft.base import PeftConfig, PeftMethod, register_peft
 from ovbench.peft.orth import block_rotate, cayley, skew_from_upper, weight_times_blockdiag
 
@@ -26,7 +27,7 @@ from ovbench.peft.orth import block_rotate, cayley, skew_from_upper, weight_time
 def check_block_size(q: int, width: int, key: str, encoder: str) -> int:
     if not isinstance(q, int) or q < 1 or width % q:
         divisors = [k for k in range(2, width + 1) if width % k == 0 and k & (k - 1) == 0]
-        raise ValueError(
+        raise PeftConfigError(
             f"peft.{key}: block size {q!r} does not divide the {encoder} width {width}; "
             f"expected a positive divisor of {width} (e.g. {divisors})"
         )
@@ -65,4 +66,4 @@ class OftConfig(PeftConfig):
     def __post_init__(self) -> None:
         super().__post_init__()
         if self.cayley not in ("exact", "neumann"):
-            raise ValueError(f"peft.cayley (oft): expected 'exact' or 'neumann', got {self.cayley!r}")
+            raise PeftConfigError(f"peft.cayley (oft): expected 'exact' or 'neumann', got {self.cayley!r}")

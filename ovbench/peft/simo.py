@@ -37,6 +37,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ovbench.peft.config import PeftConfigError, PeftConfigTypeError
 from ovbench.peft.base import PeftConfig, register_peft
 from ovbench.peft.simple import AttentionTuningMethod
 
@@ -97,17 +98,17 @@ class SimoConfig(PeftConfig):
     def __post_init__(self) -> None:
         super().__post_init__()
         if self.encoders != ("image",):
-            raise ValueError(f"peft.encoders (simo): SIMO adapts the image encoder only; set encoders='image', "
+            raise PeftConfigError(f"peft.encoders (simo): SIMO adapts the image encoder only; set encoders='image', "
                              f"got {list(self.encoders)}")
         if self.sites != ("q",):
-            raise ValueError(f"peft.sites (simo): SIMO tunes the query projections only; expected ('q',), "
+            raise PeftConfigError(f"peft.sites (simo): SIMO tunes the query projections only; expected ('q',), "
                              f"got {list(self.sites)}")
         for name in ("image_tokens", "mask_tokens", "share"):
             if not isinstance(getattr(self, name), bool):
-                raise TypeError(f"peft.{name} (simo): expected True or False, got {getattr(self, name)!r}")
+                raise PeftConfigTypeError(f"peft.{name} (simo): expected True or False, got {getattr(self, name)!r}")
         if not (self.image_tokens or self.mask_tokens):
-            raise ValueError("peft.image_tokens / peft.mask_tokens (simo): both are False, so nothing would train; "
+            raise PeftConfigError("peft.image_tokens / peft.mask_tokens (simo): both are False, so nothing would train; "
                              "use type='frozen' for that")
         if self.share and not self.image_tokens:
-            raise ValueError("peft.share (simo): share=True gives the mask tokens the image tokens' delta, which "
+            raise PeftConfigError("peft.share (simo): share=True gives the mask tokens the image tokens' delta, which "
                              "needs image_tokens=True")

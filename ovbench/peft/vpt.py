@@ -25,6 +25,7 @@ from typing import Optional
 import torch
 from torch import nn
 
+from ovbench.peft.config import PeftConfigError
 from ovbench.peft.base import PeftConfig, PeftMethod, register_peft
 
 
@@ -34,9 +35,9 @@ class VptMethod(PeftMethod):
     def __init__(self, cfg: "VptConfig", model: nn.Module) -> None:
         super().__init__(cfg, model)
         if set(self.targets) != {"image"}:
-            raise ValueError("peft.encoders (vpt): VPT adapts the image encoder only; set encoders='image'")
+            raise PeftConfigError("peft.encoders (vpt): VPT adapts the image encoder only; set encoders='image'")
         if cfg.n_tokens < 1:
-            raise ValueError(f"peft.n_tokens (vpt): expected a positive integer, got {cfg.n_tokens}")
+            raise PeftConfigError(f"peft.n_tokens (vpt): expected a positive integer, got {cfg.n_tokens}")
         tower = self.towers["image"]
         idx = self.targets["image"]
         self.first = idx[0]
