@@ -82,9 +82,9 @@ def _open_rdb(url: str, engine_kwargs: Dict[str, Any]) -> optuna.storages.RDBSto
         try:
             return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs)
         except ImportError as e:
-            raise StorageError(f"storage {display_url(url)}: its database driver is missing ({e}). For "
-                               "postgresql:// install psycopg 3: pip install 'psycopg[binary]' (make venv "
-                               "installs it)") from None
+            hint = ("install psycopg 3: pip install 'psycopg[binary]' (make venv installs it)"
+                    if url.startswith("postgresql") else "install the driver SQLAlchemy names for this URL's scheme")
+            raise StorageError(f"storage {display_url(url)}: its database driver is missing ({e}); {hint}") from None
         except (IntegrityError, ProgrammingError) as e:
             # PostgreSQL: processes opening a fresh database together race to create optuna's
             # tables ("... already exists"); once one has, opening again succeeds
