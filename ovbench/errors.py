@@ -11,3 +11,7 @@ from __future__ import annotations
 
 class InputError(Exception):
     """A user input (file, URL, path, flag) is malformed or unusable; the message says what to do."""
+
+    def __str__(self) -> str:
+        # the message as written, also for subclasses that are KeyErrors too (KeyError's str() quotes it)
+        return str(self.args[0]) if len(self.args) == 1 else super().__str__()

@@ -18,7 +18,13 @@ from typing import Any, Dict, List, Optional
 
 import ovbench  # noqa: F401  (shims + registration first)
 
-from ovbench.train import CfgOptions, CheckpointError, check_checkpoint, seed_arg  # noqa: F401  (CheckpointError: re-exported)
+from ovbench.train import (  # noqa: F401  (CheckpointError: re-exported)
+    CfgOptions,
+    CheckpointError,
+    check_checkpoint,
+    check_model_builds,
+    seed_arg,
+)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -64,6 +70,7 @@ def evaluate_config(
     if work_dir is None:
         work_dir = osp.join("./work_dirs", osp.splitext(osp.basename(config))[0], "test")
     cfg = load_config(config, work_dir=work_dir, cfg_options=cfg_options, seed=seed, launcher=launcher)
+    check_model_builds(cfg, config)
     if checkpoint is not None:
         check_checkpoint(checkpoint)
     if show_dir is not None:

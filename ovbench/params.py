@@ -61,6 +61,8 @@ def check_model_name(name: str) -> str:
     from ovbench.errors import InputError
 
     known = open_clip.list_models()
+    if name.startswith("hf-hub:"):  # a Hugging Face Hub model: open_clip reads its config from there
+        return name
     if name.replace("/", "-") not in known:  # open_clip's own spelling rule: ViT-B/16 = ViT-B-16
         close = difflib.get_close_matches(name, known, n=3)
         hint = f"did you mean {', '.join(close)}? " if close else ""
@@ -171,14 +173,15 @@ def run(args: argparse.Namespace) -> int:
         from ovbench.train import read_config
 
         cfg = read_config(args.config).to_dict()
-        from ovbench.models.clip.meta import clip_configs
+        from ovbench.models.clip.meta import build_clip_config_on_meta, clip_configs
+        from ovbench.peft import count_parameters
 
         found = list(clip_configs(cfg.get("model", cfg)))
         if not found:
             print(f"ovbench params: no OVCLIP model in {args.config}")
             return 1
         for path, c in found:
-            results[path] = count_model(c.get("model_name", "ViT-B-16"), c.get("peft"), c.get("model_cfg"))
+            results[path] = count_parameters(build_clip_config_on_meta(c))
     else:
         print("ovbench params: give a CONFIG, --model NAME or --table")
         return 2

@@ -122,15 +122,16 @@ def load_config(
 
 def read_config(config: str) -> Config:
     """The mmengine config at ``config``, or an :class:`InputError` naming the file (missing, not a config,
-    or a config whose Python fails): every command that takes a CONFIG reads it here."""
+    or a config whose Python fails): what ``train``, ``test`` and ``params`` read a CONFIG with (an ablation
+    file's base_config is checked by its own loader, which lists every problem of the file)."""
     if not osp.isfile(config):
-        raise InputError(f"config file not found: {config}; expected an mmengine config (.py)")
+        raise InputError(f"config file not found: {config}; expected an mmengine config (.py, .yaml or .json)")
     try:
         return Config.fromfile(config)
     except (Exception, SystemExit) as e:  # a syntax error, a wrong suffix, a missing _base_, even exit()
         first = (str(e).strip().splitlines() or [""])[0]
         raise InputError(f"{config}: config cannot be loaded: {type(e).__name__}: {first}; expected an mmengine "
-                         "config (.py, .yaml or .json)") from None
+                         "config (.py, .yaml or .json)") from e
 
 
 class CheckpointError(InputError):
@@ -141,7 +142,10 @@ def check_checkpoint(path: str) -> None:
     """Load the checkpoint as the runner will (torch's safe loader with mmengine's types allowed, see
     ``ovbench.compat``) before the runner creates its work dir, so a wrong file fails with a clear error and
     nothing written. It costs a second read of the file. There is no unsafe fallback: unpickling an arbitrary
-    file can run code, so the error never suggests one."""
+    file can run code, so the error never suggests one. A URL (``https://...``, ``s3://...``) is left to
+    mmengine's file backends, which fetch it when the runner loads it."""
+    if "://" in path:
+        return
     if not osp.isfile(path):
         raise CheckpointError(f"checkpoint not found: {path}; expected a .pth file written by `ovbench train`")
     import warnings
@@ -168,6 +172,17 @@ def point_training_data(cfg: Config, root: Optional[str] = None) -> None:
     keys = ["train_dataloader"] + (["val_dataloader"] if cfg.get("val_cfg") else [])
     check_datasets({key: cfg[key]["dataset"] for key in keys
                     if cfg.get(key) and cfg[key].get("dataset") is not None})
+
+
+def check_model_builds(cfg: Config, config: str) -> None:
+    """Build the config's CLIP(s) with their PEFT methods on the meta device (shapes only) before the runner,
+    which creates its work dir and log before it builds the model: a PEFT value that does not fit the model
+    then fails with nothing written (:func:`ovbench.models.clip.meta.clip_build_problems`)."""
+    from ovbench.models.clip.meta import clip_build_problems
+
+    problems = clip_build_problems(cfg.to_dict().get("model"))
+    if problems:
+        raise InputError(f"{config}: the model cannot be built: " + "; ".join(problems))
 
 
 def _peft_lr_mult_keys(node: Any, path: str = "model") -> List[str]:
@@ -279,6 +294,7 @@ def run(args: argparse.Namespace) -> int:
         launcher=args.launcher,
         deterministic=args.deterministic,
     )
+    check_model_builds(cfg, args.config)
     point_training_data(cfg, args.data_root)
     train(cfg)
     end_distributed()

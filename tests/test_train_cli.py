@@ -92,6 +92,29 @@ def test_params_wrong_model_or_peft_is_one_error_line(argv, needle, capsys):
 def test_params_accepts_open_clips_spellings_and_a_method_name(capsys):
     assert main(["params", "--model", "ovbench-tiny-vit", "--peft", "lora", "--json"]) == 0
     assert '"trainable"' in capsys.readouterr().out
+    assert main(["params", "--model", "ViT-B/16"]) == 0  # open_clip reads ViT-B/16 as ViT-B-16
+    assert "63,428,096" in capsys.readouterr().out  # ViT-B/16's text tower
+
+
+def test_train_reads_a_wrapped_training_set_and_names_a_missing_part(toy_dataset, tmp_path, capsys):
+    """ConcatDataset / RepeatDataset wrap the sets they read: the check looks inside them (a wrapper is no
+    layout of files), so such a config trains as before and a missing part is named by its place."""
+    inner = dict(type="OVSegDataset", data_root=str(toy_dataset), vocabulary="vocabulary.json",
+                 data_prefix=dict(img_path="img_dir/train", seg_map_path="ann_dir/train"))
+    wrapped = dict(type="RepeatDataset", times=2,
+                   dataset=dict(type="ConcatDataset", datasets=[inner, {**inner, "data_root": str(tmp_path / "gone")}]))
+    config = tmp_path / "wrapped.py"
+    config.write_text(f"_base_ = [{str(SMOKE_CONFIG)!r}]\n"
+                      f"train_dataloader = dict(dataset=dict(_delete_=True, **{wrapped!r}))\n")
+    assert main(["train", str(config), "--work-dir", str(tmp_path / "wd"),
+                 "--cfg-options", "train_cfg.max_iters=1", "train_cfg.val_interval=100"]) == 2
+    err = error_text(capsys)
+    assert f"dataset train_dataloader.dataset.datasets[1]: folder not found: {tmp_path / 'gone'}" in err
+    assert "datasets[0]" not in err and "pipeline" not in err
+    from ovbench.data.check import check_datasets
+
+    check_datasets({"train": dict(type="RepeatDataset", times=2,
+                                  dataset=dict(type="ConcatDataset", datasets=[inner, inner]))})  # no error
 
 
 def test_an_unknown_evaluation_set_is_one_plain_line(capsys):
@@ -107,6 +130,10 @@ def test_a_peft_value_the_model_cannot_take_is_one_line_with_exit_2(tmp_path, ca
     with pytest.raises(PeftConfigError, match="peft.type: unknown method 'nope'") as info:
         build_peft_config({"type": "nope"})
     assert isinstance(info.value, KeyError) and str(info.value).startswith("peft.type")  # no KeyError quotes
-    assert main(["train", str(REPO_ROOT / "configs/synth/hclip.py"), "--work-dir", str(tmp_path / "wd"),
-                 "--cfg-options", "model.clip.peft.q=17"]) == 2
-    assert error_text(capsys).startswith("error: peft.q (hclip): block size 17 does not divide the image width 128")
+    for command in (["train"], ["test"]):
+        assert main(command + [str(REPO_ROOT / "configs/synth/hclip.py"), "--work-dir", str(tmp_path / "wd"),
+                               "--cfg-options", "model.clip.peft.q=17"]) == 2
+        err = error_text(capsys)
+        assert "the model cannot be built: model.clip: PeftConfigError: peft.q (hclip): block size 17 does not " \
+               "divide the image width 128" in err
+        assert not (tmp_path / "wd").exists()  # checked on the meta device before the runner writes its log

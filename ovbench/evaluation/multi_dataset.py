@@ -20,9 +20,6 @@ EVAL_DATASETS_KEY = "eval_datasets"
 class UnknownEvalSet(InputError, KeyError):
     """A name that is not an entry of the config's ``eval_datasets``."""
 
-    def __str__(self) -> str:  # KeyError's str() would quote the message
-        return str(self.args[0]) if self.args else ""
-
 
 def eval_datasets_of(cfg: Any, names: Optional[list] = None) -> Dict[str, dict]:
     """The evaluation sets a config declares (``eval_datasets``), or its test set alone.

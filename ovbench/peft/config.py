@@ -17,9 +17,6 @@ class PeftConfigError(InputError, ValueError):
     (``peft.<field> (<method>)``) and the expected form; as an :class:`InputError`, every command reports
     it as one line with exit code 2, and a sweep records it as the trial's reason."""
 
-    def __str__(self) -> str:  # one plain line, also for the KeyError subclass (whose str() would quote it)
-        return str(self.args[0]) if self.args else ""
-
 
 class UnknownPeftMethod(PeftConfigError, KeyError):
     """``peft.type`` names no registered method."""

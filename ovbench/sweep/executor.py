@@ -76,9 +76,11 @@ def worker_env(opts: RunOptions, worker_index: int) -> Dict[str, str]:
     return env
 
 
-def default_workers(spec: AblationSpec) -> int:
-    """The spec's worker count, else the machine's cores (one thread each)."""
-    return spec.executor.workers or max(1, os.cpu_count() or 1)
+def default_workers(spec: AblationSpec, workers: Optional[int] = None) -> int:
+    """``workers`` (``--workers``), else the spec's worker count; 0 in either = the machine's cores (one
+    thread each)."""
+    chosen = spec.executor.workers if workers is None else workers
+    return chosen or max(1, os.cpu_count() or 1)
 
 
 def prepare_datasets(spec: AblationSpec) -> Dict[str, str]:

@@ -112,11 +112,7 @@ def prepare(args: argparse.Namespace, create: bool = True,
 def planned_workers(args: argparse.Namespace, spec: AblationSpec) -> int:
     """``--workers``, else the file's, else the cores (``0`` in either means the cores); never more than
     the study has points."""
-    if args.workers is None:
-        workers = ex.default_workers(spec)
-    else:
-        workers = args.workers or max(1, os.cpu_count() or 1)
-    return min(workers, max(1, spec.n_points()))
+    return min(ex.default_workers(spec, args.workers), max(1, spec.n_points()))
 
 
 def summarize(spec: AblationSpec, opts: ex.RunOptions, elapsed: float, ran: Optional[List[int]] = None) -> int:

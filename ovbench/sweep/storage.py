@@ -83,7 +83,8 @@ def _open_rdb(url: str, engine_kwargs: Dict[str, Any]) -> optuna.storages.RDBSto
             return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs)
         except ImportError as e:
             hint = ("install psycopg 3: pip install 'psycopg[binary]' (make venv installs it)"
-                    if url.startswith("postgresql") else "install the driver SQLAlchemy names for this URL's scheme")
+                    if url.startswith(("postgresql://", "postgresql+psycopg://"))
+                    else "install the driver SQLAlchemy names for this URL's scheme")
             raise StorageError(f"storage {display_url(url)}: its database driver is missing ({e}); {hint}") from None
         except (IntegrityError, ProgrammingError) as e:
             # PostgreSQL: processes opening a fresh database together race to create optuna's

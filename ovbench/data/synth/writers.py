@@ -161,20 +161,28 @@ def ensure_synth_benchmark(root: Optional[Union[str, os.PathLike]] = None, seed:
     """
     key = cache_key(seed, size, scale)
     target = Path(root) if root is not None else default_cache_root() / key
-    manifest = target / MANIFEST
-    if manifest.is_file() and not force:
-        try:
-            if json.loads(manifest.read_text()).get("key") == key:
-                return target
-        except json.JSONDecodeError:
-            pass
+    if not force and _complete(target, key):
+        return target
     tmp = target.with_name(target.name + f".tmp{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
     generate_benchmark(tmp, seed=seed, size=size, scale=scale)
+    if not force and _complete(target, key):
+        # another process (a second rank, a parallel `ovbench train`) finished first and may be reading
+        # its copy: keep it, drop ours
+        shutil.rmtree(tmp, ignore_errors=True)
+        return target
     if target.exists():
         shutil.rmtree(target)
     tmp.rename(target)
     return target
+
+
+def _complete(folder: Path, key: str) -> bool:
+    """Whether ``folder`` holds a whole benchmark of cache key ``key`` (its manifest is written last)."""
+    try:
+        return json.loads((folder / MANIFEST).read_text()).get("key") == key
+    except (OSError, ValueError, AttributeError):
+        return False
 
 
 def benchmark_of(dataset_root: Union[str, os.PathLike]) -> Optional[str]:

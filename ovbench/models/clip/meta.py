@@ -7,9 +7,12 @@ its CLIP, so that a block size that does not divide the width fails in the dry r
 """
 from __future__ import annotations
 
-from typing import Any, Dict, Iterator, Optional, Tuple
+import inspect
+from typing import Any, Dict, Iterator, List, Optional, Tuple
 
 from torch import nn
+
+from ovbench.errors import InputError
 
 
 def clip_configs(node: Any, path: str = "model") -> Iterator[Tuple[str, Dict[str, Any]]]:
@@ -45,3 +48,26 @@ def build_on_meta(model_name: Optional[str] = "ViT-B-16", peft: Any = None,
     finally:
         logging.disable(previous)
     return model
+
+
+def build_clip_config_on_meta(clip_cfg: Dict[str, Any]) -> nn.Module:
+    """:func:`build_on_meta` of an OVCLIP config, with OVCLIP's own defaults for the keys it leaves out."""
+    from ovbench.models.clip.wrapper import OVCLIP
+
+    defaults = inspect.signature(OVCLIP.__init__).parameters
+    value = lambda key: clip_cfg.get(key, defaults[key].default)  # noqa: E731
+    return build_on_meta(value("model_name"), value("peft"), value("model_cfg"))
+
+
+def clip_build_problems(model_cfg: Any) -> List[str]:
+    """One line per OVCLIP of a model config that cannot be built: a PEFT config that does not fit its model
+    (:class:`ovbench.peft.PeftConfigError`, an input error) or an architecture open_clip does not know
+    (its RuntimeError). Anything else is a bug, not the config's problem, and propagates."""
+    problems = []
+    for where, clip in clip_configs(model_cfg):
+        try:
+            build_clip_config_on_meta(clip)
+        except (InputError, RuntimeError) as e:
+            text = str(e).split("; available models")[0]  # open_clip appends every model it knows
+            problems.append(f"{where}: {type(e).__name__}: {text}")
+    return problems
