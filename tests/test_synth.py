@@ -181,3 +181,24 @@ def test_mmseg_config_builds_every_synth_dataset(bench):
         assert len(ds) > 0 and ds.metainfo["vocabulary_name"] == name
         sample = ds[0]
         assert sample["data_samples"].gt_sem_seg.data.shape[-2:] == (64, 64)
+
+
+def test_a_complete_copy_written_meanwhile_by_another_process_is_kept(tmp_path, monkeypatch):
+    """Two processes (ranks, parallel `ovbench train`s) generating the cache at once: the one finishing
+    second drops its own copy instead of deleting the folder the first may already be reading."""
+    from ovbench.data.synth import writers
+
+    target = tmp_path / "synth"
+    key = writers.cache_key(0, 64, 0.02)
+
+    def generate_while_another_finishes(out, **kwargs):
+        target.mkdir()
+        (target / "in_use_by_the_other_process").write_text("")
+        (target / writers.MANIFEST).write_text(json.dumps({"key": key}))
+        Path(out).mkdir()
+        (Path(out) / "ours").write_text("")
+
+    monkeypatch.setattr(writers, "generate_benchmark", generate_while_another_finishes)
+    assert writers.ensure_synth_benchmark(root=target, scale=0.02) == target
+    assert (target / "in_use_by_the_other_process").exists() and not (target / "ours").exists()
+    assert [p.name for p in tmp_path.iterdir()] == ["synth"]  # our temporary copy is gone
