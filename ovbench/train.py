@@ -15,11 +15,8 @@ from typing import Any, Dict, List, Optional
 import ovbench  # noqa: F401  (shims + registration first)
 from mmengine.config import Config, DictAction
 
+from ovbench.argtypes import seed as seed_arg  # noqa: F401  (re-exported for ovbench test)
 from ovbench.errors import InputError
-
-#: the seeds torch, numpy and Python's ``random`` all accept (mmengine refuses others mid-build)
-MAX_SEED = 2**32 - 1
-
 
 class CfgOptions(DictAction):
     """mmengine's ``--cfg-options KEY=VALUE ...`` (mmseg's tools' meaning), with a usage error instead of
@@ -31,17 +28,6 @@ class CfgOptions(DictAction):
             if not sep or not key:
                 parser.error(f"{option_string}: expected KEY=VALUE (e.g. train_cfg.max_iters=10), got {item!r}")
         super().__call__(parser, namespace, values, option_string)
-
-
-def seed_arg(text: str) -> int:
-    """argparse type of ``--seed``: an integer in [0, 2**32 - 1]."""
-    try:
-        seed = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer in [0, {MAX_SEED}], got {text!r}") from None
-    if not 0 <= seed <= MAX_SEED:
-        raise argparse.ArgumentTypeError(f"expected an integer in [0, {MAX_SEED}], got {seed}")
-    return seed
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -290,11 +290,14 @@ def test_missing_objective_failure_line_gives_the_reason(spec_path, tmp_path):
 # ----------------------------------------------------------------------------- 11, CLI
 
 
-@pytest.mark.parametrize("flag", [["--scale", "-1"], ["--scale", "0"], ["--scale", "nan"], ["--size", "0"]])
-def test_synth_sizes_must_be_positive(flag, tmp_path, capsys):
+@pytest.mark.parametrize("flag, needle", [(["--scale", "-1"], "positive"), (["--scale", "0"], "positive"),
+                                          (["--scale", "nan"], "positive"), (["--size", "0"], "positive"),
+                                          (["--seed", "-1"], "integer in [0, 4294967295]")])
+def test_synth_flags_out_of_range_are_usage_errors(flag, needle, tmp_path, capsys):
     with pytest.raises(SystemExit) as info:
         main(["data", "synth", "--out", str(tmp_path / "s"), *flag])
-    assert info.value.code == 2 and "expected a positive" in capsys.readouterr().err
+    assert info.value.code == 2 and f"{flag[0]}: expected a{'n' if needle[0] == 'i' else ''} {needle}" in \
+        capsys.readouterr().err
     assert not (tmp_path / "s").exists()
 
 

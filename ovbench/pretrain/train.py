@@ -23,6 +23,7 @@ from typing import List, Optional, Tuple
 import numpy as np
 
 import ovbench  # noqa: F401  (compat shims first)
+from ovbench import argtypes
 from ovbench.data.synth.captions import caption, hard_negative
 from ovbench.data.synth.render import class_info, render_scene
 from ovbench.data.synth.world import pretraining_classes
@@ -174,10 +175,10 @@ def _save(model, out: Path, recipe: dict, done: int, losses: List[float], wall: 
 def add_arguments(parser) -> None:
     """Options default to the shipped checkpoint's recipe, read from :func:`pretrain`'s signature."""
     default = {k: v.default for k, v in inspect.signature(pretrain).parameters.items()}
-    parser.add_argument("--seed", type=int, default=default["seed"],
+    parser.add_argument("--seed", type=argtypes.seed, default=default["seed"],
                         help="seed of the scene generator and of the weights (default: %(default)s)")
-    parser.add_argument("--steps", type=int, default=default["steps"], help="optimizer steps (default: %(default)s)")
-    parser.add_argument("--batch-size", type=int, default=default["batch_size"],
+    parser.add_argument("--steps", type=argtypes.positive(int), default=default["steps"], help="optimizer steps (default: %(default)s)")
+    parser.add_argument("--batch-size", type=argtypes.positive(int), default=default["batch_size"],
                         help="images per step, each with its caption (default: %(default)s)")
     parser.add_argument("--lr", type=float, default=default["lr"],
                         help="peak AdamW learning rate, cosine-decayed (default: %(default)s)")

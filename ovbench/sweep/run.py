@@ -12,7 +12,6 @@ failed, 2 on an invalid file, a missing dataset or a refused study.
 from __future__ import annotations
 
 import argparse
-import math
 import os
 import socket
 import sys
@@ -20,6 +19,7 @@ import time
 from pathlib import Path
 from typing import List, Optional, Tuple
 
+from ovbench import argtypes
 from ovbench.data.roots import DATA_ROOT_ENV, data_root
 from ovbench.errors import InputError
 from ovbench.sweep import executor as ex
@@ -28,43 +28,20 @@ from ovbench.sweep import study as st
 from ovbench.sweep.spec import MAX_WORKERS, SCALES, AblationSpec, load_spec
 
 
-def _workers(text: str) -> int:
-    """``--workers``: 0..MAX_WORKERS, 0 = the machine's cores as in the file's ``executor.workers``
-    (argparse prints the error and exits 2)."""
-    try:
-        n = int(text)
-    except ValueError:
-        n = -1
-    if not 0 <= n <= MAX_WORKERS:
-        raise argparse.ArgumentTypeError(f"expected an integer 0..{MAX_WORKERS} (0 = the machine's cores), "
-                                         f"got {text!r}")
-    return n
-
-
-def _seconds(text: str) -> float:
-    """``--heartbeat``/``--grace``: a positive finite number (a negative grace would judge every live
-    trial stale and fail it)."""
-    try:
-        x = float(text)
-    except ValueError:
-        x = math.nan
-    if not (math.isfinite(x) and x > 0):
-        raise argparse.ArgumentTypeError(f"expected a positive number of seconds, got {text!r}")
-    return x
-
-
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("ablation", help="ablation file (ablations/*.yaml)")
     parser.add_argument("--storage", help="optuna storage URL (default: sqlite under the work dir; "
                         "postgresql://... for many machines; journal:PATH for a journal file on shared disk)")
     parser.add_argument("--work-dir", help="sweep work dir (default: the file's work_dir or work_dirs/sweeps/<study>)")
-    parser.add_argument("--workers", type=_workers, help=f"parallel trials, 0..{MAX_WORKERS}; 0 = the machine's cores, as in "
+    parser.add_argument("--workers", type=argtypes.int_in_range(0, MAX_WORKERS, "0 = the machine's cores"),
+                        help=f"parallel trials, 0..{MAX_WORKERS}; 0 = the machine's cores, as in "
                         "the file (default: the file's, else the cores; never more than the study has points)")
     parser.add_argument("--executor", choices=sorted(ex.EXECUTORS), help="override the file's executor")
     parser.add_argument("--rerun", action="store_true", help="run every point again, even completed ones")
     parser.add_argument("--new-study", action="store_true", help="if the file changed, run it as a new study")
-    parser.add_argument("--heartbeat", type=_seconds, default=10.0, help="seconds between trial heartbeats")
-    parser.add_argument("--grace", type=_seconds, default=60.0,
+    parser.add_argument("--heartbeat", type=argtypes.positive(float, "seconds"), default=10.0,
+                        help="seconds between trial heartbeats")
+    parser.add_argument("--grace", type=argtypes.positive(float, "seconds"), default=60.0,
                         help="a RUNNING trial with no heartbeat for this long (other hosts) is stale")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar (one line per trial only)")
     parser.add_argument("--scale", choices=SCALES, default="embedded",

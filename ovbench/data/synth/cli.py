@@ -2,24 +2,11 @@
 from __future__ import annotations
 
 import argparse
-import math
 from pathlib import Path
-from typing import Any, Callable
+
+from ovbench import argtypes
 
 from ovbench.errors import InputError
-
-
-def _positive(kind: type) -> Callable[[str], Any]:
-    """argparse type: a positive finite ``kind`` (int or float)."""
-    def parse(text: str) -> Any:
-        try:
-            value = kind(text)
-        except ValueError:
-            value = None
-        if value is None or not math.isfinite(value) or value <= 0:
-            raise argparse.ArgumentTypeError(f"expected a positive {kind.__name__}, got {text!r}")
-        return value
-    return parse
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -28,9 +15,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p = sub.add_parser("synth", help="generate the synthetic open-vocabulary benchmark")
     p.add_argument("--out", type=Path, default=None,
                    help="output folder (default: the cache, $OVBENCH_CACHE/synth/<key>)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--size", type=_positive(int), default=64, help="image side in pixels")
-    p.add_argument("--scale", type=_positive(float), default=1.0,
+    p.add_argument("--seed", type=argtypes.seed, default=0)
+    p.add_argument("--size", type=argtypes.positive(int), default=64, help="image side in pixels")
+    p.add_argument("--scale", type=argtypes.positive(float), default=1.0,
                    help="multiplies every split size (1.0 = 1,900 images); positive")
     p.add_argument("--force", action="store_true", help="regenerate even if a complete copy exists")
 
