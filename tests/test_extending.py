@@ -34,7 +34,7 @@ class IA3Method(PeftMethod):
         return w * scale[:, None], None if b is None else b * scale
 
 
-@register_peft("ia3")
+@register_peft("ia3_example")  # not "ia3": a reader who follows the doc adds ovbench/peft/ia3.py
 @dataclasses.dataclass
 class IA3Config(PeftConfig):
     sites: object = ("k", "v", "mlp_fc")  # IA3's choice: keys, values, the MLP's hidden features
@@ -66,8 +66,8 @@ executor: {{type: local, workers: 1, timeout_min: 5}}
 def test_new_method_passes_the_shipped_methods_contract(monkeypatch):
     import test_peft  # the identity-at-init and merge test every shipped method passes
 
-    monkeypatch.setitem(test_peft.CONFIGS, "ia3", dict(type="ia3", sites="all"))
-    test_peft.test_identity_at_init_and_merge("ia3")
+    monkeypatch.setitem(test_peft.CONFIGS, "ia3_example", dict(type="ia3_example", sites="all"))
+    test_peft.test_identity_at_init_and_merge("ia3_example")
 
 
 @pytest.mark.slow  # two real trials (subprocesses, 2 iterations each): ~90 s on 2 cores
@@ -80,10 +80,10 @@ def test_new_method_runs_in_a_two_trial_ablation(tmp_path, monkeypatch):
     config = tmp_path / "ia3_catseg.py"
     config.write_text(f"_base_ = ['{REPO / 'configs/smoke/tiny_catseg.py'}']\n"
                       "custom_imports = dict(imports=['test_extending'], allow_failed_imports=False)\n"
-                      "model = dict(clip=dict(peft=dict(type='ia3', sites=('k', 'v'))))\n")
+                      "model = dict(clip=dict(peft=dict(type='ia3_example', sites=('k', 'v'))))\n")
     spec = tmp_path / "ia3.yaml"
     spec.write_text(SPEC.format(config=config, work=tmp_path / "work"))
-    monkeypatch.setenv("OVBENCH_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("OVBENCH_DATA_ROOT", str(tmp_path / "data"))
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(Path(__file__).parent), os.environ.get("PYTHONPATH", "")]))
     monkeypatch.chdir(REPO)
     assert main(["run", str(spec), "--no-progress"]) == 0

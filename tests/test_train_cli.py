@@ -137,3 +137,19 @@ def test_a_peft_value_the_model_cannot_take_is_one_line_with_exit_2(tmp_path, ca
         assert "the model cannot be built: model.clip: PeftConfigError: peft.q (hclip): block size 17 does not " \
                "divide the image width 128" in err
         assert not (tmp_path / "wd").exists()  # checked on the meta device before the runner writes its log
+
+
+def test_an_image_without_its_label_past_the_first_is_found_before_anything_trains(toy_dataset, tmp_path, capsys):
+    """The check decodes the first label and then lists the set as it will be read, so one missing label
+    anywhere fails `ovbench test` (and `train`, `run`) up front with exit 2, not in the middle of evaluation."""
+    import shutil
+
+    data = tmp_path / "root" / "toy-v2"  # the smoke config's data/toy-v2, under --data-root
+    shutil.copytree(toy_dataset, data)
+    last = sorted((data / "ann_dir" / "val").iterdir())[-1]
+    last.unlink()
+    assert main(["test", str(SMOKE_CONFIG), "--work-dir", str(tmp_path / "wd"),
+                 "--data-root", str(tmp_path / "root")]) == 2
+    err = error_text(capsys)
+    assert "1 image(s)" in err and "have no label" in err and last.stem in err
+    assert not (tmp_path / "wd").exists()

@@ -1,12 +1,14 @@
-"""Check a dataset's files before anything trains: folder, split, one sample image and its label.
+"""Check a dataset's files before anything trains: folder, split, one sample image and its label, the listing.
 
 A study of many trials on real data should fail in a second, naming the set and
 the path, when a dataset is missing or laid out differently, not hours later in
 its first evaluation (or, worse, after creating a study). The check builds the
-dataset class lazily (mmengine's ``lazy_init``: no file listing) to learn its
-folders and suffixes, so it holds for every layout a config can name (CAT-Seg's
-ADE-847 / PC-459 / VOC-20, MMSeg's ADE-150 / PC-59 / COCO-Stuff, COCO panoptic,
-the synthetic sets) without a table of layouts of its own.
+dataset class lazily (mmengine's ``lazy_init``) to learn its folders and suffixes,
+decodes the first label and its image, then lists the whole set as it will be read
+(where ovbench's classes find an image without its label), so it holds for every
+layout a config can name (CAT-Seg's ADE-847 / PC-459 / VOC-20, MMSeg's ADE-150 /
+PC-59 / COCO-Stuff, COCO panoptic, the synthetic sets) without a table of layouts of
+its own.
 """
 from __future__ import annotations
 
@@ -64,6 +66,18 @@ def _sample_problem(ds: Any) -> Optional[str]:
     return None
 
 
+def _listing_problem(ds: Any) -> Optional[str]:
+    """Why the set's whole file list cannot be built, or None. ovbench's dataset classes check there that
+    every image has its label (and a panoptic set that every file its JSON lists exists); listing costs
+    a folder scan (a JSON read for COCO-style sets), so a set missing one label fails before a study
+    trains, not in its first evaluation."""
+    try:
+        ds.full_init()
+    except FileNotFoundError as e:
+        return str(e)
+    return None
+
+
 def _image_in_annotations(ds: Any, label_name: str) -> Optional[str]:
     """The image a COCO-style annotation file pairs with label ``label_name`` (its ``images[].file_name``
     may hold a folder, as the embedded benchmark's ``img_dir/val/...``), through the dataset's own
@@ -115,6 +129,8 @@ def dataset_problem(name: str, dataset_cfg: Any) -> Optional[str]:
     if root and not osp.isdir(root):
         return f"dataset {name}: folder not found: {root}; expected {_layout(ds)} under it ({LAYOUT_DOC})"
     problem = _sample_problem(ds)
+    if problem is None:
+        problem = _listing_problem(ds)
     if problem is None:
         return None
     return f"dataset {name} at {root}: {problem}; expected {_layout(ds)} ({LAYOUT_DOC})"

@@ -165,7 +165,7 @@ def _summary(written: List[Path]) -> str:
     plots_n = sum(1 for n in names if "_vs_" in n)
     panels_n = sum(1 for n in names if n.startswith("panel_"))
     shown = [n for n in names if "_vs_" not in n and not n.startswith("panel_")]
-    return ", ".join(shown + ([f"{plots_n} plot files"] if plots_n else []) + ([f"{panels_n} panels"] if panels_n else []))
+    return ", ".join(shown + ([f"{plots_n} plot files"] if plots_n else []) + ([f"{panels_n} panel{'s' * (panels_n != 1)}"] if panels_n else []))
 
 
 def _header(study, df) -> str:
