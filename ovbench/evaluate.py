@@ -18,12 +18,12 @@ from typing import Any, Dict, List, Optional
 
 import ovbench  # noqa: F401  (shims + registration first)
 
+from ovbench.argtypes import seed as seed_arg
 from ovbench.train import (  # noqa: F401  (CheckpointError: re-exported)
     CfgOptions,
     CheckpointError,
     check_checkpoint,
     check_model_builds,
-    seed_arg,
 )
 
 

@@ -15,8 +15,9 @@ from typing import Any, Dict, List, Optional
 import ovbench  # noqa: F401  (shims + registration first)
 from mmengine.config import Config, DictAction
 
-from ovbench.argtypes import seed as seed_arg  # noqa: F401  (re-exported for ovbench test)
+from ovbench.argtypes import seed as seed_arg
 from ovbench.errors import InputError
+
 
 class CfgOptions(DictAction):
     """mmengine's ``--cfg-options KEY=VALUE ...`` (mmseg's tools' meaning), with a usage error instead of
