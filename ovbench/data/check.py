@@ -15,8 +15,9 @@ from __future__ import annotations
 import copy
 import os
 import os.path as osp
-from typing import Any, Iterator, List, Optional, Tuple
+from typing import Any, List, Optional
 
+from ovbench.data.roots import dataset_tree
 from ovbench.errors import InputError
 
 LAYOUT_DOC = "docs/datasets.md"
@@ -136,19 +137,6 @@ def dataset_problem(name: str, dataset_cfg: Any) -> Optional[str]:
     return f"dataset {name} at {root}: {problem}; expected {_layout(ds)} ({LAYOUT_DOC})"
 
 
-def leaf_datasets(name: str, dataset_cfg: Any) -> Iterator[Tuple[str, Any]]:
-    """The datasets a dataset config reads, through mmengine's wrappers (``ConcatDataset``'s ``datasets``,
-    ``RepeatDataset``'s ``dataset``, ...), each named by where it sits: ``train.dataset.datasets[1]``.
-    A wrapper is not a layout of files, so only what it wraps is checked."""
-    inner = [(f"{name}.datasets[{i}]", d) for i, d in enumerate(dataset_cfg.get("datasets") or [])]
-    if hasattr(dataset_cfg.get("dataset"), "get"):
-        inner.append((f"{name}.dataset", dataset_cfg["dataset"]))
-    if not inner:
-        yield name, dataset_cfg
-    for inner_name, inner_cfg in inner:
-        yield from leaf_datasets(inner_name, inner_cfg)
-
-
 def check_datasets(datasets: Any) -> None:
     """Raise :class:`DatasetMissing` listing every dataset of ``{name: dataset config}`` that is unusable."""
     import logging
@@ -159,8 +147,9 @@ def check_datasets(datasets: Any) -> None:
     level = logger.level
     logger.setLevel(logging.ERROR)  # building a set warns about its vocabulary name: noise beside the verdict
     try:
-        problems = [p for name, cfg in datasets.items() for leaf, leaf_cfg in leaf_datasets(name, cfg)
-                    if (p := dataset_problem(leaf, leaf_cfg)) is not None]
+        # a wrapper (ConcatDataset, RepeatDataset, ...) is no layout of files: what it wraps is checked
+        problems = [p for name, cfg in datasets.items() for leaf, leaf_cfg, wrapper in dataset_tree(name, cfg)
+                    if not wrapper and (p := dataset_problem(leaf, leaf_cfg)) is not None]
     finally:
         logger.setLevel(level)
     if problems:

@@ -104,14 +104,23 @@ def datasets_of(cfg: Any) -> Iterator[Tuple[str, Any]]:
         yield f"eval_datasets.{name}", dataset
 
 
-def point_dataset(dataset: Any, root: Path, generate: bool = True) -> None:
-    """Rewrite a dataset config's ``data_root`` (and those of a wrapper's ``datasets``/``dataset``)."""
-    if dataset.get("data_root") is not None:
-        dataset["data_root"] = str(resolve_root(dataset["data_root"], root, generate))
-    for inner in dataset.get("datasets") or []:
-        point_dataset(inner, root, generate)
+def dataset_tree(name: str, dataset: Any) -> Iterator[Tuple[str, Any, bool]]:
+    """``(where, config, is_wrapper)`` of a dataset config and of every dataset it wraps (mmengine's
+    ``ConcatDataset``'s ``datasets``, ``RepeatDataset``'s ``dataset``, ...), depth first, each named by
+    where it sits: ``train.dataset.datasets[1]``."""
+    inner = [(f"{name}.datasets[{i}]", d) for i, d in enumerate(dataset.get("datasets") or [])]
     if hasattr(dataset.get("dataset"), "get"):
-        point_dataset(dataset["dataset"], root, generate)
+        inner.append((f"{name}.dataset", dataset["dataset"]))
+    yield name, dataset, bool(inner)
+    for inner_name, inner_cfg in inner:
+        yield from dataset_tree(inner_name, inner_cfg)
+
+
+def point_dataset(dataset: Any, root: Path, generate: bool = True) -> None:
+    """Rewrite a dataset config's ``data_root`` (and those of the datasets a wrapper wraps)."""
+    for _, node, _ in dataset_tree("", dataset):
+        if node.get("data_root") is not None:
+            node["data_root"] = str(resolve_root(node["data_root"], root, generate))
 
 
 def point_config(cfg: Any, root: Path, generate: bool = True) -> None:

@@ -1,9 +1,10 @@
 """OVCLIP configs built without weights: the open_clip model and its PEFT method on PyTorch's ``meta``
 device (shapes only: no download, no memory), so even ViT-L/14 builds in a fraction of a second.
 
-Why: two commands need what a config's CLIP *is* without paying for it. ``ovbench params`` counts its
-parameters, and ``ovbench run`` checks, before a study starts, that every grid point's PEFT config fits
-its CLIP, so that a block size that does not divide the width fails in the dry run, not in every trial.
+Why: several commands need what a config's CLIP *is* without paying for it. ``ovbench params`` counts its
+parameters; ``ovbench run`` checks, before a study starts, that every grid point's PEFT config fits its
+CLIP, so that a block size that does not divide the width fails in the dry run, not in every trial; and
+``ovbench train``/``test`` check the same before their runner writes its work dir.
 """
 from __future__ import annotations
 
